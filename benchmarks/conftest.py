@@ -1,0 +1,63 @@
+"""Benchmark fixtures: 2 threads everywhere, a pause and an untimed call before each timed test
+(thread pools of the other libraries spin after use; see BENCHMARKING.md), and the machine's
+bandwidth measured once per session to report each result as a fraction of it.
+
+Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/ --benchmark-group-by=param:shape
+"""
+import time
+
+import numpy as np
+import pytest
+
+import fasttrain
+from fasttrain.kernels import backend_status
+
+THREADS = 2
+
+
+def pytest_configure(config):
+    fasttrain.set_num_threads(THREADS)
+    try:
+        import torch
+
+        torch.set_num_threads(THREADS)
+    except ImportError:
+        pass
+
+
+def available(name):
+    """A pytest.param for a backend (or "torch"), skipped with the reason if it cannot run."""
+    if name == "torch":
+        try:
+            import torch  # noqa: F401
+            why = None
+        except ImportError:
+            why = "PyTorch is not installed"
+    else:
+        why = backend_status()[name]
+    marks = [pytest.mark.skip(reason=f"{name}: {why}")] if why else []
+    return pytest.param(name, id=name, marks=marks)
+
+
+@pytest.fixture(scope="session")
+def bandwidth():
+    """Read+write bandwidth of this machine in GB/s, measured now (fasttrain.limits)."""
+    if backend_status()["c"] is not None:
+        return None
+    from fasttrain.limits import memory_bandwidth
+
+    return memory_bandwidth(threads=THREADS)["gbps"]
+
+
+@pytest.fixture
+def settle():
+    """Call with the function to time: sleeps 0.2 s, then makes one untimed call."""
+    def run(fn):
+        time.sleep(0.2)
+        fn()
+        return fn
+    return run
+
+
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,43 @@
+// fasttrain.h: every function the C library exports, with its shapes.
+//
+// Shape letters: N rows (tokens; N = B*T in a model), V vocabulary, C input channels,
+// OC output channels. All arrays are C-contiguous; the Python front (src/fasttrain/kernels/)
+// validates dtypes, shapes, layouts and index ranges before any of these is called.
+// Arguments go outputs, inputs, sizes, options; `nthreads` is the OpenMP team size for this call
+// (the count lives in Python, fasttrain.set_num_threads, and is passed to every parallel region).
+// Each kernel is written once over `real` (real.h) and exported as _f32 and _f64.
+// `=` after an output means it is overwritten, `+=` that it is accumulated into.
+#pragma once
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ft_reduction { FT_REDUCTION_NONE = 0, FT_REDUCTION_MEAN = 1, FT_REDUCTION_SUM = 2 };
+
+// ----------------------------------------------------------------------------------------------
+// softmax cross-entropy, forward and backward fused (crossentropy.c)
+//   dlogits (N,V) =  gradient of the reduced loss w.r.t. logits; may be the logits buffer itself
+//   losses  (N,)  =  per-row loss, 0 for rows whose target is ignore_index
+//   logits  (N,V)    targets (N,) in [0,V) or == ignore_index
+// Returns the mean (over non-ignored rows; NaN if there are none) or the sum of the row losses;
+// 0 for FT_REDUCTION_NONE, where `losses` is the result.
+double ft_crossentropy_f32(float *dlogits, float *losses, const float *logits, const int64_t *targets,
+                           int64_t N, int64_t V, int64_t ignore_index, int reduction,
+                           double label_smoothing, int nthreads);
+double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits,
+                           const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
+                           int reduction, double label_smoothing, int nthreads);
+
+// ----------------------------------------------------------------------------------------------
+// run-time facts for `fasttrain info` and the benchmarks (runtime.c)
+const char *ft_simd_level(void);  // the target_clones variant this CPU runs: "avx512", "avx2", "baseline"
+int ft_openmp_version(void);      // _OPENMP (yyyymm) the library was built with; 0 without OpenMP
+int ft_vector_exp(void);          // 1 if float64 exp is vectorised through glibc's libmvec (float32 always is)
+// a (n,) *= s, in parallel: an in-place streaming read+write, the bandwidth probe of the benchmarks
+void ft_stream_scale_f32(float *a, int64_t n, float s, int nthreads);
+
+#ifdef __cplusplus
+}
+#endif

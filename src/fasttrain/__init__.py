@@ -1,0 +1,32 @@
+"""fasttrain: train language models from random weights on a CPU, with fused native kernels.
+
+    import fasttrain
+    loss, dlogits = fasttrain.softmax_cross_entropy(logits, targets)   # logits (N, V) float32
+
+Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+from fasttrain import kernels
+from fasttrain.kernels import (
+    available_backends,
+    get_backend,
+    set_backend,
+    softmax_cross_entropy,
+)
+from fasttrain.threads import get_num_threads, set_num_threads
+
+try:
+    __version__ = version("fasttrain")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "available_backends",
+    "get_backend",
+    "get_num_threads",
+    "kernels",
+    "set_backend",
+    "set_num_threads",
+    "softmax_cross_entropy",
+]

@@ -1,0 +1,95 @@
+"""Argument checks shared by the public kernel fronts. Each raises before any memory is touched,
+with a message that names the argument and the offending shape, dtype or value.
+
+The rules, the same for every kernel:
+  * arrays must be numpy.ndarray (lists, tensors, None are refused with TypeError);
+  * floating inputs must be float32 or float64 (TypeError otherwise); all must share one dtype;
+  * an input that is not C-contiguous (a transposed or strided view) or not in native byte order
+    is copied; an output buffer is never copied: it must already be C-contiguous, aligned,
+    writeable and of the exact shape and dtype (ValueError otherwise);
+  * an output may not overlap an input, except where a kernel allows exactly that input
+    (for example out=logits).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _require_ndarray(name: str, a: object) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    return a
+
+
+def float_input(name: str, a: object, ndim: int, shape_doc: str) -> np.ndarray:
+    """A float32/float64 array of `ndim` dimensions, C-contiguous (copied if it is not)."""
+    a = _require_ndarray(name, a)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {shape_doc}, got shape {a.shape}")
+    if a.dtype.kind != "f" or a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+
+
+def index_input(name: str, a: object, n: int) -> np.ndarray:
+    """An integer array of shape (n,), returned as C-contiguous int64 (copied unless it is)."""
+    a = _require_ndarray(name, a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match, got {a.shape}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        i = int(np.argmax(a > np.iinfo(np.int64).max))
+        raise ValueError(f"{name}[{i}] = {a[i]} does not fit in int64")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def output(name: str, out: object, shape: tuple[int, ...], dtype: np.dtype,
+           inputs: dict[str, np.ndarray], may_be: np.ndarray | None = None) -> np.ndarray:
+    """`out` checked as a buffer to write (shape, dtype, layout, no overlap), or a new one."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    out = _require_ndarray(name, out)
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
+    if not (out.flags.c_contiguous and out.flags.aligned):
+        raise ValueError(f"{name} must be C-contiguous and aligned (it is written in place)")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    for input_name, a in inputs.items():
+        if a is may_be and _same_view(out, a):
+            continue  # exactly the allowed input: same memory, same layout
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{name} overlaps {input_name}" + (
+                f"; only {name}={input_name} exactly is allowed" if a is may_be else ""))
+    return out
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+def choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def real_in(name: str, value: object, lo: float, hi: float) -> float:
+    """A real number in [lo, hi] (NaN is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return float(value)
+
+
+def integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)

@@ -1,0 +1,65 @@
+"""Softmax cross-entropy in Numba: the twin of csrc/crossentropy.c, row for row and sweep for
+sweep (see that file for the formulas). Matches fasttrain.kernels.ref.crossentropy."""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from fasttrain.kernels.numba._threads import use_library_threads
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _crossentropy(dlogits, losses, logits, targets, ignore_index, eps, scale):
+    # dlogits (N, V) =, losses (N,) =, logits (N, V), targets (N,); dlogits may be logits
+    N, V = logits.shape
+    for i in prange(N):
+        t = targets[i]
+        d = dlogits[i]
+        if t == ignore_index:
+            d[:] = 0
+            losses[i] = 0
+            continue
+        x = logits[i]
+        # sweep 1: max (and the sum, for the smoothing term)
+        m = -np.inf
+        sum_x = 0.0
+        for j in range(V):
+            m = x[j] if x[j] > m else m
+            sum_x += x[j]
+        x_t = x[t]
+        # sweep 2: d_j = exp(x_j - m), s = sum d_j
+        s = 0.0
+        for j in range(V):
+            e = math.exp(x[j] - m)
+            d[j] = e
+            s += e
+        # sweep 3: d_j = scale * (p_j - eps / V), then the target's -scale * (1 - eps)
+        a = scale / s
+        b = scale * eps / V
+        for j in range(V):
+            d[j] = d[j] * a - b
+        d[t] -= scale * (1 - eps)
+        lse = m + math.log(s)
+        loss = (1 - eps) * (lse - x_t)
+        if eps > 0:
+            loss += eps * (lse - sum_x / V)
+        losses[i] = loss
+
+
+def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, label_smoothing):
+    # logits (N, V), targets (N,) int64, out (N, V); out may be logits
+    N = logits.shape[0]
+    n_valid = int(np.count_nonzero(targets != ignore_index))
+    mean = _REDUCTIONS[reduction] == 1
+    scale = (1.0 / n_valid if n_valid else 0.0) if mean else 1.0
+    losses = np.empty(N, dtype=logits.dtype)  # (N,)
+    use_library_threads()
+    _crossentropy(out, losses, logits, targets, ignore_index, label_smoothing, scale)
+    if reduction == "none":
+        return losses, out
+    total = float(losses.sum(dtype=np.float64))
+    if reduction == "sum":
+        return total, out
+    return (total / n_valid if n_valid else float("nan")), out

@@ -1,0 +1,47 @@
+"""The library's thread count: one number, kept here, passed to every kernel call.
+
+OpenMP's omp_set_num_threads() changes only the calling thread's setting, so a count set from
+one Python thread would not reach kernels called from another. fasttrain keeps the count itself
+and hands it to each parallel region (`num_threads(nthreads)` in csrc/, numba.set_num_threads
+before each Numba call).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+_lock = threading.Lock()
+_num_threads: int | None = None  # None: not set yet, use the default
+
+
+def default_num_threads() -> int:
+    """OMP_NUM_THREADS if it is set to a positive integer, else the cores this process may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every fasttrain kernel uses, from any Python thread."""
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads expects an integer, got {type(n).__name__}")
+    n = n.__index__()
+    if n < 1:
+        raise ValueError(f"set_num_threads expects n >= 1, got {n}")
+    global _num_threads
+    with _lock:
+        _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The thread count kernels use: set_num_threads(), else OMP_NUM_THREADS, else the cores."""
+    global _num_threads
+    if _num_threads is None:
+        with _lock:
+            if _num_threads is None:
+                _num_threads = default_num_threads()
+    return _num_threads

@@ -1,0 +1,70 @@
+"""One thread count for the whole library, settable from any Python thread."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fasttrain
+
+
+@pytest.fixture
+def restore_threads():
+    before = fasttrain.get_num_threads()
+    yield
+    fasttrain.set_num_threads(before)
+
+
+def test_set_and_get(restore_threads):
+    fasttrain.set_num_threads(3)
+    assert fasttrain.get_num_threads() == 3
+    fasttrain.set_num_threads(np.int64(1))
+    assert fasttrain.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                     ("2", TypeError), (True, TypeError)])
+def test_bad_counts(bad, exc, restore_threads):
+    with pytest.raises(exc, match="set_num_threads"):
+        fasttrain.set_num_threads(bad)
+
+
+def test_count_set_in_another_thread_applies_everywhere(restore_threads):
+    t = threading.Thread(target=fasttrain.set_num_threads, args=(1,))
+    t.start()
+    t.join()
+    assert fasttrain.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("env,expected", [("3", 3), ("2,1", 2), ("", None), ("zero", None)])
+def test_default_comes_from_omp_num_threads_else_cores(env, expected):
+    code = "import fasttrain, os; print(fasttrain.get_num_threads(), len(os.sched_getaffinity(0)))"
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if env:
+        environ["OMP_NUM_THREADS"] = env
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=environ, check=True).stdout.split()
+    got, cores = int(out[0]), int(out[1])
+    assert got == (expected if expected is not None else cores)
+
+
+def test_kernels_from_several_python_threads_match_serial_calls(backend):
+    rng = np.random.default_rng(0)
+    cases = [(rng.standard_normal((64, 500)).astype(np.float32), rng.integers(0, 500, 64))
+             for _ in range(6)]
+    serial = [fasttrain.softmax_cross_entropy(x, t, backend=backend) for x, t in cases]
+    results = [None] * len(cases)
+
+    def work(i):
+        for _ in range(5):
+            results[i] = fasttrain.softmax_cross_entropy(*cases[i], backend=backend)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (loss, grad), (ref_loss, ref_grad) in zip(results, serial):
+        assert loss == ref_loss and np.array_equal(grad, ref_grad)
