@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from conftest import available, rng
+from conftest import available, record, rng
 
 SHAPES = [(4096, 256), (8192, 4096), (4096, 32768), (2048, 50304)]
 BACKENDS = [available("c"), pytest.param("c-inplace", id="c-inplace",
@@ -45,8 +45,4 @@ def test_crossentropy(benchmark, settle, bandwidth, backend, shape):
     call = settle(make_call(backend, N, V))
     benchmark.group = f"crossentropy {N}x{V}"
     benchmark(call)
-    gbps = 8 * N * V / benchmark.stats.stats.median / 1e9
-    benchmark.extra_info.update(shape=list(shape), gbps=round(gbps, 2), threads=2)
-    if bandwidth:
-        benchmark.extra_info.update(machine_gbps=round(bandwidth, 2),
-                                    fraction_of_bandwidth=round(gbps / bandwidth, 3))
+    record(benchmark, nbytes=8 * N * V, machine_gbps=bandwidth, shape=list(shape))

@@ -61,3 +61,22 @@ def settle():
 
 def rng():
     return np.random.default_rng(0)
+
+
+def record(benchmark, *, nbytes=None, flops=None, machine_gbps=None, **info):
+    """Put the run's rates in extra_info: GB/s for `nbytes` moved per call (and the fraction of
+    `machine_gbps`), GFLOP/s for `flops` per call. With --benchmark-disable there are no timings
+    (each test just runs once to prove it works), so only `info` is recorded."""
+    benchmark.extra_info.update(threads=THREADS, **info)
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return
+    seconds = stats.stats.median
+    if nbytes is not None:
+        gbps = nbytes / seconds / 1e9
+        benchmark.extra_info["gbps"] = round(gbps, 2)
+        if machine_gbps:
+            benchmark.extra_info.update(machine_gbps=round(machine_gbps, 2),
+                                        fraction_of_bandwidth=round(gbps / machine_gbps, 3))
+    if flops is not None:
+        benchmark.extra_info["gflops"] = round(flops / seconds / 1e9, 1)
