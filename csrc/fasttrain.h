@@ -31,6 +31,32 @@ double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits
                            int reduction, double label_smoothing, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
+// embedding lookup (embedding.c)
+//   out (N,E) = W[idx] rows;   W (V,E);   idx (N,) each in [0,V) (checked by the caller)
+void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N, int64_t E,
+                              int nthreads);
+void ft_embedding_forward_f64(double *out, const double *W, const int64_t *idx, int64_t N,
+                              int64_t E, int nthreads);
+//   dW (V,E) = (accumulate = 0) or += (accumulate = 1) the rows of dout (N,E) summed by idx
+void ft_embedding_backward_f32(float *dW, const float *dout, const int64_t *idx, int64_t N,
+                               int64_t V, int64_t E, int accumulate, int nthreads);
+void ft_embedding_backward_f64(double *dW, const double *dout, const int64_t *idx, int64_t N,
+                               int64_t V, int64_t E, int accumulate, int nthreads);
+
+// ----------------------------------------------------------------------------------------------
+// activations, elementwise over n values (tanh.c, gelu.c); in place allowed (y = x, dx = dy)
+//   tanh:  y = tanh(x);                 dx = dy * (1 - y^2)        (backward from the output y)
+//   gelu:  y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); dx from x and dy
+void ft_tanh_forward_f32(float *y, const float *x, int64_t n, int nthreads);
+void ft_tanh_forward_f64(double *y, const double *x, int64_t n, int nthreads);
+void ft_tanh_backward_f32(float *dx, const float *y, const float *dy, int64_t n, int nthreads);
+void ft_tanh_backward_f64(double *dx, const double *y, const double *dy, int64_t n, int nthreads);
+void ft_gelu_forward_f32(float *y, const float *x, int64_t n, int nthreads);
+void ft_gelu_forward_f64(double *y, const double *x, int64_t n, int nthreads);
+void ft_gelu_backward_f32(float *dx, const float *x, const float *dy, int64_t n, int nthreads);
+void ft_gelu_backward_f64(double *dx, const double *x, const double *dy, int64_t n, int nthreads);
+
+// ----------------------------------------------------------------------------------------------
 // run-time facts for `fasttrain info` and the benchmarks (runtime.c)
 const char *ft_simd_level(void);  // the target_clones variant this CPU runs: "avx512", "avx2", "baseline"
 int ft_openmp_version(void);      // _OPENMP (yyyymm) the library was built with; 0 without OpenMP

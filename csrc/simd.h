@@ -11,7 +11,7 @@
 // crtfastmath.o and sets flush-to-zero for the whole Python process). Declaring exp ourselves
 // with `omp declare simd` lets an `omp simd` loop call the vector variant of the CPU's clone.
 // CMakeLists.txt defines FT_HAVE_LIBMVEC only when libmvec is there to link. (float32 uses the
-// inline ft_vexpf of vexpf.h instead.)
+// inline ft_vexpf of vmath.h instead.)
 #pragma once
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FT_NO_CLONES)

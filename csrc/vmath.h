@@ -1,4 +1,4 @@
-// vexpf.h: exp for float32 that GCC vectorises inline in an `omp simd` loop.
+// vmath.h: exp and tanh for float32 that GCC vectorises inline in an `omp simd` loop.
 //
 // Why not expf: glibc's vector expf (libmvec) is reached only through a call per vector, and is
 // declared only under -ffast-math. This inline version measured 10-15% faster for the whole
@@ -34,5 +34,25 @@ static inline float ft_vexpf(float x) {
     float y = p * scale.f;
     y = x < -87.33654f ? 0.0f : y;
     y = x > 88.72283f ? INFINITY : y;
+    return x != x ? x : y;
+}
+
+// tanh for float32, vectorisable. Cephes' tanhf (S. Moshier): for |x| < 0.625 an odd minimax
+// polynomial x + x^3 P(x^2), where 1 - 2/(e^2x + 1) would cancel; above, 1 - 2/(exp(2|x|) + 1)
+// with ft_vexpf, the sign put back. Both branches are computed and one selected (vector code
+// has no branches). Max relative error 1.4e-7 over [-10, 10], measured against double tanh.
+// tanh(+-inf) = +-1, tanh(NaN) = NaN.
+static inline float ft_vtanhf(float x) {
+    const float ax = fabsf(x);
+    const float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    const float small = p * z * x + x;
+    float large = 1.0f - 2.0f / (ft_vexpf(2.0f * ax) + 1.0f);  // exp overflow gives 1 exactly
+    large = x < 0 ? -large : large;
+    const float y = ax < 0.625f ? small : large;
     return x != x ? x : y;
 }

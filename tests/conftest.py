@@ -60,7 +60,7 @@ def assert_close(actual, desired, *, rtol, atol, what=""):
         return
     k = np.unravel_index(np.argmax(~ok), ok.shape) if ok.ndim else ()
     finite = np.isfinite(err)
-    rel = err[finite] / np.maximum(np.abs(d[finite]), np.finfo(np.float64).tiny)
+    rel = err[finite] / np.maximum(np.abs(d[finite]), 1e-30)
     raise AssertionError(
         f"{what}: {np.count_nonzero(~ok)} of {ok.size} elements differ; max |diff| "
         f"{err[finite].max(initial=0):.3e}, max rel diff {rel.max(initial=0):.3e}; first at "

@@ -14,9 +14,20 @@ from fasttrain.kernels._backends import (
     set_backend,
 )
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.tanh import tanh_backward, tanh_forward
 
 # The kernels every backend module exports, under these names (tests/test_backends.py checks).
-KERNELS = ("softmax_cross_entropy",)
+KERNELS = (
+    "softmax_cross_entropy",
+    "embedding_forward",
+    "embedding_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "gelu_forward",
+    "gelu_backward",
+)
 
 __all__ = [
     "BACKENDS",
@@ -27,4 +38,10 @@ __all__ = [
     "get_backend",
     "set_backend",
     "softmax_cross_entropy",
+    "embedding_forward",
+    "embedding_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "gelu_forward",
+    "gelu_backward",
 ]

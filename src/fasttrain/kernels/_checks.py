@@ -17,28 +17,29 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _require_ndarray(name: str, a: object) -> np.ndarray:
+def ndarray(name: str, a: object) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     return a
 
 
-def float_input(name: str, a: object, ndim: int, shape_doc: str) -> np.ndarray:
-    """A float32/float64 array of `ndim` dimensions, C-contiguous (copied if it is not)."""
-    a = _require_ndarray(name, a)
-    if a.ndim != ndim:
+def float_input(name: str, a: object, ndim: int | None = None, shape_doc: str = "") -> np.ndarray:
+    """A float32/float64 array (of `ndim` dimensions unless None), C-contiguous (copied if not)."""
+    a = ndarray(name, a)
+    if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D {shape_doc}, got shape {a.shape}")
     if a.dtype.kind != "f" or a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
     return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
 
 
-def index_input(name: str, a: object, n: int) -> np.ndarray:
-    """An integer array of shape (n,), returned as C-contiguous int64 (copied unless it is)."""
-    a = _require_ndarray(name, a)
+def index_input(name: str, a: object, n: int | None = None) -> np.ndarray:
+    """An integer array (of shape (n,) unless n is None), as C-contiguous int64 (copied unless
+    it is one)."""
+    a = ndarray(name, a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
-    if a.shape != (n,):
+    if n is not None and a.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match, got {a.shape}")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         i = int(np.argmax(a > np.iinfo(np.int64).max))
@@ -46,12 +47,31 @@ def index_input(name: str, a: object, n: int) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def index_range(name: str, a: np.ndarray, hi: int) -> None:
+    """Every value of the int64 array `a` in [0, hi); the first one that is not is named."""
+    bad = (a < 0) | (a >= hi)
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(bad)), a.shape)
+        where = ", ".join(map(str, i))
+        raise ValueError(f"{name}[{where}] = {a[i]} is outside [0, {hi})")
+
+
+def same_layout(name: str, a: np.ndarray, like_name: str, like: np.ndarray) -> None:
+    """`a` has the shape and dtype of `like` (two inputs of one elementwise kernel)."""
+    if a.shape != like.shape:
+        raise ValueError(f"{name} must have the shape of {like_name} {like.shape}, got {a.shape}")
+    if a.dtype != like.dtype:
+        raise TypeError(f"{name} must have the dtype of {like_name} ({like.dtype}), got {a.dtype}")
+
+
 def output(name: str, out: object, shape: tuple[int, ...], dtype: np.dtype,
-           inputs: dict[str, np.ndarray], may_be: np.ndarray | None = None) -> np.ndarray:
-    """`out` checked as a buffer to write (shape, dtype, layout, no overlap), or a new one."""
+           inputs: dict[str, np.ndarray],
+           may_be: np.ndarray | tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """`out` checked as a buffer to write (shape, dtype, layout, no overlap), or a new one.
+    `may_be`: the input(s) that out may be exactly (in place), but not partly overlap."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    out = _require_ndarray(name, out)
+    out = ndarray(name, out)
     if out.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
     if out.dtype != dtype:
@@ -60,12 +80,14 @@ def output(name: str, out: object, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"{name} must be C-contiguous and aligned (it is written in place)")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    allowed = may_be if isinstance(may_be, tuple) else (may_be,)
     for input_name, a in inputs.items():
-        if a is may_be and _same_view(out, a):
+        in_place_ok = any(a is b for b in allowed)
+        if in_place_ok and _same_view(out, a):
             continue  # exactly the allowed input: same memory, same layout
         if np.may_share_memory(out, a):
             raise ValueError(f"{name} overlaps {input_name}" + (
-                f"; only {name}={input_name} exactly is allowed" if a is may_be else ""))
+                f"; only {name}={input_name} exactly is allowed" if in_place_ok else ""))
     return out
 
 

@@ -4,5 +4,16 @@ Each function takes validated arguments (see fasttrain.kernels), checks again on
 safety needs, and calls the C kernel with fasttrain's thread count.
 """
 from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.c.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
 
-__all__ = ["softmax_cross_entropy"]
+__all__ = [
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "softmax_cross_entropy",
+    "tanh_backward",
+    "tanh_forward",
+]

@@ -8,5 +8,16 @@ except ModuleNotFoundError as e:
     raise ImportError("numba is not installed (pip install 'fasttrain[numba]')") from e
 
 from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
 
-__all__ = ["softmax_cross_entropy"]
+__all__ = [
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "softmax_cross_entropy",
+    "tanh_backward",
+    "tanh_forward",
+]

@@ -5,5 +5,16 @@ it is tested against finite differences. Functions take validated arguments (see
 fasttrain.kernels) and write their results into the given output buffers.
 """
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.ref.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 
-__all__ = ["softmax_cross_entropy"]
+__all__ = [
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "softmax_cross_entropy",
+    "tanh_backward",
+    "tanh_forward",
+]
