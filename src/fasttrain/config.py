@@ -1,0 +1,163 @@
+"""The training configuration: one dataclass of flat, typed, commented fields.
+
+Overrides come from a TOML file (`--config run.toml`, flat keys) and then `--key=value`
+arguments, in that order; an unknown key or a value of the wrong type is an error that names
+the key. The resolved configuration is saved as config.json in the run directory.
+"""
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used."""
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = _f("builtin", "corpus: 'builtin' (the Python language reference), a file, or a folder")
+    tokenizer: str = _f("bytes", "'bytes' (V = 256) or 'bpe' (trained on the corpus, needs fasttrain[bpe])")
+    bpe_vocab_size: int = _f(1024, "vocabulary size when tokenizer = 'bpe'")
+    val_fraction: float = _f(0.1, "the last fraction of the corpus, held out for validation")
+    # model: a Bengio-style MLP language model
+    context: int = _f(8, "tokens the model reads to predict the next one")
+    n_embd: int = _f(64, "embedding width per context token")
+    hidden: int = _f(512, "width of the hidden layer")
+    activation: str = _f("tanh", "hidden activation: 'tanh' (Bengio et al. 2003) or 'gelu'")
+    # optimisation
+    batch_size: int = _f(1024, "windows per optimizer step (split over grad_accum micro-batches)")
+    grad_accum: int = _f(1, "micro-batches per step; gradients are summed, then averaged")
+    steps: int = _f(6000, "optimizer steps")
+    lr: float = _f(3e-3, "peak learning rate")
+    min_lr: float = _f(3e-4, "learning rate at the end of the decay")
+    warmup: int = _f(100, "steps of linear warmup from 0 to lr")
+    schedule: str = _f("cosine", "after warmup: 'cosine' to min_lr, 'linear' to min_lr, or 'constant'")
+    optimizer: str = _f("adamw", "'adamw' or 'sgd' (momentum 0.9)")
+    beta1: float = _f(0.9, "AdamW beta1 (SGD: the momentum)")
+    beta2: float = _f(0.99, "AdamW beta2")
+    weight_decay: float = _f(0.1, "decoupled weight decay, on weight matrices only (not biases)")
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this; 0 turns clipping off")
+    on_nonfinite: str = _f("stop", "a NaN/Inf loss or gradient norm: 'stop' the run or 'skip' the step")
+    # evaluation, logging, checkpoints
+    eval_interval: int = _f(500, "evaluate on the whole validation split every this many steps")
+    log_interval: int = _f(50, "print a progress line every this many steps (when not a terminal)")
+    checkpoint_interval: int = _f(1000, "write a checkpoint every this many steps (and at the end)")
+    # runtime
+    seed: int = _f(1337, "seeds the initial weights and the batch order")
+    threads: int = _f(0, "kernel threads; 0 means OMP_NUM_THREADS or the core count")
+    backend: str = _f("c", "kernel backend: 'c', 'numba' or 'numpy'")
+    out_dir: str = _f("runs/mlp", "run directory: config, data, metrics, checkpoints, plots")
+
+    def validate(self) -> "TrainConfig":
+        """Check values that a type alone cannot; raise ConfigError naming the key."""
+        choices = {"tokenizer": ("bytes", "bpe"), "activation": ("tanh", "gelu"),
+                   "schedule": ("cosine", "linear", "constant"), "optimizer": ("adamw", "sgd"),
+                   "on_nonfinite": ("stop", "skip"), "backend": ("c", "numba", "numpy")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        positive = ("context", "n_embd", "hidden", "batch_size", "grad_accum", "steps",
+                    "eval_interval", "log_interval", "checkpoint_interval", "bpe_vocab_size")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1; got {getattr(self, key)}")
+        for key in ("warmup", "threads", "weight_decay", "grad_clip", "lr", "min_lr"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of "
+                              f"grad_accum ({self.grad_accum})")
+        for key in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key} must be in [0, 1); got {getattr(self, key)}")
+        return self
+
+    # ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        return cls().override(values, source)
+
+    def override(self, values: dict, source: str) -> "TrainConfig":
+        """A copy with `values` applied; each value checked against the field's type."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in values.items():
+            if key not in types:
+                raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(types)}")
+            changes[key] = _coerce(key, value, types[key], source)
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(key, value, typ, source):
+    """value as typ: strings from the command line are parsed, other values must already fit."""
+    if isinstance(value, str) and typ is not str:
+        try:
+            if typ is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1")
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} must be {typ.__name__}; got {value!r}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: {key} must be {typ.__name__}; got {value!r} "
+                          f"({type(value).__name__})")
+    return value
+
+
+def load_toml(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid TOML: {e}") from None
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """['--lr=0.01', '--steps', '100'] -> {'lr': '0.01', 'steps': '100'} (values parsed later)."""
+    values, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"expected --key=value, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ConfigError(f"--{key} needs a value (--{key}=VALUE)")
+            value = args[i + 1]
+            i += 1
+        values[key.replace("-", "_")] = value
+        i += 1
+    return values
+
+
+def describe() -> str:
+    """Every key with its default and meaning, for `fasttrain train --help`."""
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        lines.append(f"  --{f.name}={f.default!s:<10} {f.metadata['help']}")
+    return "\n".join(lines)
