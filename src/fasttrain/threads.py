@@ -4,6 +4,14 @@ OpenMP's omp_set_num_threads() changes only the calling thread's setting, so a c
 one Python thread would not reach kernels called from another. fasttrain keeps the count itself
 and hands it to each parallel region (`num_threads(nthreads)` in csrc/, numba.set_num_threads
 before each Numba call).
+
+BLAS has thread pools of its own: numpy's OpenBLAS (the reference's GEMMs) and scipy's, a separate
+library that loads with scipy.linalg (the GEMMs of the C and Numba linear kernels). The same count
+governs them, through threadpoolctl: set_num_threads() applies it to every BLAS loaded, and a
+backend that loads a BLAS calls blas_loaded() once. Applying it costs milliseconds, so it is done
+then and never per kernel call (OpenBLAS's count is process-wide, unlike OpenMP's). Our OpenMP
+regions and the BLAS calls run one after the other, never at once, each with the same count, so
+together they never put more threads than that on the cores.
 """
 from __future__ import annotations
 
@@ -35,6 +43,21 @@ def set_num_threads(n: int) -> None:
     global _num_threads
     with _lock:
         _num_threads = n
+        _limit_blas(n)
+
+
+def blas_loaded() -> None:
+    """Give every BLAS loaded in this process the library's thread count. Call once after
+    importing something that loads a BLAS (scipy.linalg loads scipy's own OpenBLAS)."""
+    get_num_threads()  # settles the default
+    with _lock:  # read under the lock: a concurrent set_num_threads() is applied after, not lost
+        _limit_blas(_num_threads)
+
+
+def _limit_blas(n: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")  # called, not entered: the limit stays
 
 
 def get_num_threads() -> int:

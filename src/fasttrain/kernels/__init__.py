@@ -14,9 +14,11 @@ from fasttrain.kernels._backends import (
     set_backend,
 )
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.linear import linear_backward, linear_forward
 
 # The kernels every backend module exports, under these names (tests/test_backends.py checks).
 KERNELS = ("softmax_cross_entropy",)
+KERNELS += ("linear_forward", "linear_backward")
 
 __all__ = [
     "BACKENDS",
@@ -25,6 +27,8 @@ __all__ = [
     "available_backends",
     "backend_status",
     "get_backend",
+    "linear_backward",
+    "linear_forward",
     "set_backend",
     "softmax_cross_entropy",
 ]

@@ -4,5 +4,7 @@ Each function takes validated arguments (see fasttrain.kernels), checks again on
 safety needs, and calls the C kernel with fasttrain's thread count.
 """
 from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.c.linear import linear_backward, linear_forward
 
 __all__ = ["softmax_cross_entropy"]
+__all__ += ["linear_forward", "linear_backward"]

@@ -8,5 +8,7 @@ except ModuleNotFoundError as e:
     raise ImportError("numba is not installed (pip install 'fasttrain[numba]')") from e
 
 from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.numba.linear import linear_backward, linear_forward
 
 __all__ = ["softmax_cross_entropy"]
+__all__ += ["linear_forward", "linear_backward"]

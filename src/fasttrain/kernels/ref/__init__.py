@@ -5,5 +5,7 @@ it is tested against finite differences. Functions take validated arguments (see
 fasttrain.kernels) and write their results into the given output buffers.
 """
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 
 __all__ = ["softmax_cross_entropy"]
+__all__ += ["linear_forward", "linear_backward"]
