@@ -34,6 +34,8 @@ double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits
 // linear layer, forward and backward around a BLAS GEMM passed in at run time (linear.c)
 // The GEMM has the Fortran BLAS convention (column-major; every argument by pointer); the Python
 // side passes scipy.linalg.cython_blas's sgemm/dgemm, so no BLAS is linked at build time.
+// No `nthreads`: the GEMMs run on BLAS's thread pool, the rest on the calling thread (linear.c
+// says why).
 typedef void (*ft_gemm_f32)(const char *transa, const char *transb, const int *m, const int *n,
                             const int *k, const float *alpha, const float *a, const int *lda,
                             const float *b, const int *ldb, const float *beta, float *c,
@@ -50,21 +52,19 @@ enum { FT_ERR_BLAS_INT = -1 };
 //   y (N,OC) =  x W^T + b
 //   x (N,C)     W (OC,C)    b (OC,) or NULL (no bias)
 int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                          const float *b, int64_t N, int64_t C, int64_t OC, int layout,
-                          int nthreads);
+                          const float *b, int64_t N, int64_t C, int64_t OC, int layout);
 int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                          const double *b, int64_t N, int64_t C, int64_t OC, int layout,
-                          int nthreads);
+                          const double *b, int64_t N, int64_t C, int64_t OC, int layout);
 //   dx (N,C)  =  dy W                      NULL: not computed
 //   dW (OC,C) =  dy^T x   (+= if accumulate)
 //   db (OC,)  =  sum over rows of dy  (+= if accumulate)   NULL: not computed
 //   x (N,C)   W (OC,C)   dy (N,OC)
 int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db, const float *x,
                            const float *W, const float *dy, int64_t N, int64_t C, int64_t OC,
-                           int layout, int accumulate, int nthreads);
+                           int layout, int accumulate);
 int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db, const double *x,
                            const double *W, const double *dy, int64_t N, int64_t C, int64_t OC,
-                           int layout, int accumulate, int nthreads);
+                           int layout, int accumulate);
 
 // ----------------------------------------------------------------------------------------------
 // run-time facts for `fasttrain info` and the benchmarks (runtime.c)

@@ -14,9 +14,16 @@
 //     driver/level3), so with beta = 0 it would have zeroed y in that pass anyway: the bias costs
 //     what the zeroing cost.
 //   * accumulate: dW += dy^T x is the GEMM with beta = 1: no temporary, no extra pass.
-//   * db: one read of dy, each column summed in row order by one thread. No GEMM exposes its
-//     packed copy of dy, so this read is the one that BLAS could not have saved (dy is read by
-//     both GEMMs anyway); it costs about 1% of the backward at (4096, 768, 3072).
+//   * db: one read of dy, each column summed in row order. No GEMM exposes its packed copy of
+//     dy, so this read is the one that BLAS could not have saved; it costs about 1% of the
+//     backward at (4096, 768, 3072).
+// Threads: the GEMMs run on BLAS's own thread pool (its count set by fasttrain/threads.py); the
+// O(N*OC) passes run on the calling thread, with no OpenMP region. On purpose: an OpenMP team
+// busy-waits for a while after its region (libgomp spins ~300k iterations, milliseconds) and
+// OpenBLAS's workers do the same after a GEMM, so a parallel db next to the GEMMs put 3-4
+// spinning threads on 2 cores and made the whole backward up to 10x slower (30 ms instead of
+// 3 ms at N, C, OC = 1024, 256, 256). One thread reads dy at ~20 GB/s: a percent or two of the
+// GEMMs' time.
 // Layouts: x, W and dy may each be C-ordered or Fortran-ordered (a transposed view); BLAS reads
 // either through its transa/transb flags (matmul below), so neither is copied.
 //
@@ -26,19 +33,12 @@
 #include <string.h>
 #include "fasttrain.h"
 #include "real.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if defined(FT_F32)
 typedef ft_gemm_f32 gemm_fn;
 #else
 typedef ft_gemm_f64 gemm_fn;
 #endif
-
-// Below this many elements of dy (or y) one thread is faster than waking a team: the bias work
-// is a streaming add or copy, ~0.1 ns per element from cache.
-#define LINEAR_PARALLEL_MIN (1 << 17)
 
 static int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
 
@@ -57,16 +57,6 @@ static void FT_FN(matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const
     gemm(&ta, &tb, &m, &n, &kk, &one, B, &lda, A, &ldb, &beta, out, &ldc);
 }
 
-// The threads' share of columns [0, n): contiguous blocks whose edges fall on 64-byte lines, so
-// that no two threads write one cache line of db.
-static void FT_FN(column_block)(int64_t n, int id, int nt, int64_t *lo, int64_t *hi) {
-    const int64_t line = 64 / (int64_t)sizeof(real), lines = (n + line - 1) / line;
-    *lo = lines * id / nt * line;
-    *hi = lines * (id + 1) / nt * line;
-    if (*hi > n) *hi = n;
-    if (*lo > n) *lo = n;
-}
-
 // acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
 FT_CLONES static void FT_FN(add_row)(real *restrict acc, const real *restrict row, int64_t n) {
 #pragma omp simd
@@ -81,42 +71,30 @@ FT_CLONES static real FT_FN(sum_column)(const real *col, int64_t n) {
     return s;
 }
 
-// db (OC,) (= or +=) sum over the N rows of dy (N,OC). Each thread owns a block of columns and
-// sums each of them in row order: the same bits for any thread count.
+// db (OC,) (= or +=) sum over the N rows of dy (N,OC), each column in row order.
 static void FT_FN(bias_backward)(real *db, const real *dy, int dy_f, int64_t N, int64_t OC,
-                          int accumulate, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (N * OC >= LINEAR_PARALLEL_MIN)
-    {
-        int nt = 1, id = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        id = omp_get_thread_num();
-#endif
-        int64_t lo, hi;
-        FT_FN(column_block)(OC, id, nt, &lo, &hi);
-        if (dy_f) {  // column j is dy + j*N, contiguous
-            for (int64_t j = lo; j < hi; j++) {
-                const real s = FT_FN(sum_column)(dy + j * N, N);
-                db[j] = accumulate ? db[j] + s : s;
-            }
-        } else if (hi > lo) {
-            if (!accumulate) memset(db + lo, 0, (size_t)(hi - lo) * sizeof(real));
-            for (int64_t i = 0; i < N; i++) FT_FN(add_row)(db + lo, dy + i * OC + lo, hi - lo);
+                                 int accumulate) {
+    if (dy_f) {  // column j is dy + j*N, contiguous
+        for (int64_t j = 0; j < OC; j++) {
+            const real s = FT_FN(sum_column)(dy + j * N, N);
+            db[j] = accumulate ? db[j] + s : s;
         }
+        return;
     }
+    if (!accumulate) memset(db, 0, (size_t)OC * sizeof(real));
+    for (int64_t i = 0; i < N; i++) FT_FN(add_row)(db, dy + i * OC, OC);
 }
 
 // y (N,OC) = b in every row.
-static void FT_FN(fill_rows)(real *y, const real *b, int64_t N, int64_t OC, int nthreads) {
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (N * OC >= LINEAR_PARALLEL_MIN)
+static void FT_FN(fill_rows)(real *y, const real *b, int64_t N, int64_t OC) {
     for (int64_t i = 0; i < N; i++) memcpy(y + i * OC, b, (size_t)OC * sizeof(real));
 }
 
 int FT_FN(ft_linear_forward)(gemm_fn gemm, real *y, const real *x, const real *W, const real *b,
-                             int64_t N, int64_t C, int64_t OC, int layout, int nthreads) {
+                             int64_t N, int64_t C, int64_t OC, int layout) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(OC)) return FT_ERR_BLAS_INT;
     if (N == 0 || OC == 0) return 0;
-    if (b) FT_FN(fill_rows)(y, b, N, OC, nthreads);
+    if (b) FT_FN(fill_rows)(y, b, N, OC);
     else if (C == 0) memset(y, 0, (size_t)(N * OC) * sizeof(real));
     if (C == 0) return 0;
     // y = x W^T + (b or nothing); W^T of a C-ordered W is Fortran-ordered, and vice versa
@@ -127,14 +105,13 @@ int FT_FN(ft_linear_forward)(gemm_fn gemm, real *y, const real *x, const real *W
 
 int FT_FN(ft_linear_backward)(gemm_fn gemm, real *dx, real *dW, real *db, const real *x,
                               const real *W, const real *dy, int64_t N, int64_t C, int64_t OC,
-                              int layout, int accumulate, int nthreads) {
+                              int layout, int accumulate) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(OC)) return FT_ERR_BLAS_INT;
     const int x_f = (layout & FT_X_FORTRAN) != 0, w_f = (layout & FT_W_FORTRAN) != 0;
     const int dy_f = (layout & FT_DY_FORTRAN) != 0;
-    // db first: after it the OpenMP team sleeps through the GEMMs, and it reads dy while the
-    // GEMMs' own pool is idle (the two pools never run at once; see fasttrain/threads.py).
+    // db first, while dy may still be in cache from the layer above that wrote it
     if (db && OC > 0) {
-        if (N > 0) FT_FN(bias_backward)(db, dy, dy_f, N, OC, accumulate, nthreads);
+        if (N > 0) FT_FN(bias_backward)(db, dy, dy_f, N, OC, accumulate);
         else if (!accumulate) memset(db, 0, (size_t)OC * sizeof(real));
     }
     // dx (N,C) = dy (N,OC) W (OC,C)

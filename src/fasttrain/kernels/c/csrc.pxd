@@ -28,17 +28,15 @@ cdef extern from "fasttrain.h" nogil:
         FT_DY_FORTRAN
         FT_ERR_BLAS_INT
     int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                              const float *b, int64_t N, int64_t C, int64_t OC, int layout,
-                              int nthreads)
+                              const float *b, int64_t N, int64_t C, int64_t OC, int layout)
     int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                              const double *b, int64_t N, int64_t C, int64_t OC, int layout,
-                              int nthreads)
+                              const double *b, int64_t N, int64_t C, int64_t OC, int layout)
     int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db,
                                const float *x, const float *W, const float *dy, int64_t N,
-                               int64_t C, int64_t OC, int layout, int accumulate, int nthreads)
+                               int64_t C, int64_t OC, int layout, int accumulate)
     int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
                                const double *x, const double *W, const double *dy, int64_t N,
-                               int64_t C, int64_t OC, int layout, int accumulate, int nthreads)
+                               int64_t C, int64_t OC, int layout, int accumulate)
 
     const char *ft_simd_level()
     int ft_openmp_version()

@@ -19,7 +19,7 @@ from libc.stdint cimport int64_t
 import numpy as np
 from scipy.linalg import cython_blas
 
-from fasttrain.threads import blas_loaded, get_num_threads
+from fasttrain.threads import blas_loaded
 
 from csrc cimport (FT_DY_FORTRAN, FT_ERR_BLAS_INT, FT_W_FORTRAN, FT_X_FORTRAN, ft_gemm_f32,
                    ft_gemm_f64, ft_linear_backward_f32, ft_linear_backward_f64,
@@ -46,94 +46,97 @@ ctypedef fused real:
     double
 
 
-cdef inline int _layout_bit(a, int bit):
+cdef inline int _fortran(a, int bit):
     # 1-row and 1-column arrays are both C- and Fortran-contiguous: those count as C-ordered.
     return 0 if a.flags.c_contiguous else bit
 
 
-cdef inline const real *_ptr(const real[:, ::1] a) noexcept nogil:
-    return NULL if a.shape[0] == 0 or a.shape[1] == 0 else &a[0, 0]
+cdef inline bint _is(const real[:, ::1] a, Py_ssize_t rows, Py_ssize_t cols, int fortran) noexcept:
+    # a, an input as passed to C (a Fortran-ordered one as its C-ordered transpose), is (rows, cols)
+    return (a.shape[0] == rows and a.shape[1] == cols if not fortran
+            else a.shape[0] == cols and a.shape[1] == rows)
+
+
+cdef inline const real *_in(const real[:, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return NULL
+    return &a[0, 0]
 
 
 cdef inline real *_out(real[:, ::1] a) noexcept nogil:
-    return NULL if a.shape[0] == 0 or a.shape[1] == 0 else &a[0, 0]
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return NULL
+    return &a[0, 0]
 
 
 def linear_forward(x, W, b, out):
     # x (N, C), W (OC, C): each C- or Fortran-ordered; b (OC,) or None; out (N, OC) C-ordered =
-    N, C = x.shape
-    OC = W.shape[0]
-    dtype = out.dtype
-    if (W.shape != (OC, C) or out.shape != (N, OC) or x.dtype != dtype or W.dtype != dtype
-            or (b is not None and (b.shape != (OC,) or b.dtype != dtype))):
-        raise ValueError("linear_forward (C backend): shapes or dtypes do not match")
-    cdef int layout = _layout_bit(x, FT_X_FORTRAN) | _layout_bit(W, FT_W_FORTRAN)
+    cdef int layout = _fortran(x, FT_X_FORTRAN) | _fortran(W, FT_W_FORTRAN)
     xs = x.T if layout & FT_X_FORTRAN else x  # C-ordered either way
     Ws = W.T if layout & FT_W_FORTRAN else W
-    cdef int err
-    if dtype == np.float32:
-        err = _forward[float](out, xs, Ws, b, N, C, OC, layout)
+    if out.dtype == np.float32:
+        _forward[float](out, xs, Ws, b, layout)
     else:
-        err = _forward[double](out, xs, Ws, b, N, C, OC, layout)
-    if err == FT_ERR_BLAS_INT:
-        raise ValueError(f"linear_forward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
+        _forward[double](out, xs, Ws, b, layout)
     return out
 
 
 cdef int _forward(real[:, ::1] y, const real[:, ::1] x, const real[:, ::1] W, const real[::1] b,
-                  int64_t N, int64_t C, int64_t OC, int layout) except? -2:
-    if x.shape[0] * x.shape[1] != N * C or W.shape[0] * W.shape[1] != OC * C:
-        raise ValueError("linear_forward (C backend): inputs do not match their shapes")
-    cdef const real *bias = NULL if b is None or OC == 0 else &b[0]
-    cdef int nthreads = get_num_threads()
+                  int layout) except -1:
+    cdef Py_ssize_t N = y.shape[0], OC = y.shape[1]
+    cdef Py_ssize_t C = x.shape[0] if layout & FT_X_FORTRAN else x.shape[1]
+    if (not _is(x, N, C, layout & FT_X_FORTRAN) or not _is(W, OC, C, layout & FT_W_FORTRAN)
+            or (b is not None and b.shape[0] != OC)):
+        raise ValueError("linear_forward (C backend): shapes do not match")
+    cdef const real *bias = NULL
+    if b is not None and OC > 0:
+        bias = &b[0]
+    cdef int err
     with nogil:
         if real is float:
-            return ft_linear_forward_f32(_sgemm, _out(y), _ptr(x), _ptr(W), bias, N, C, OC,
-                                         layout, nthreads)
+            err = ft_linear_forward_f32(_sgemm, _out(y), _in(x), _in(W), bias, N, C, OC, layout)
         else:
-            return ft_linear_forward_f64(_dgemm, _out(y), _ptr(x), _ptr(W), bias, N, C, OC,
-                                         layout, nthreads)
+            err = ft_linear_forward_f64(_dgemm, _out(y), _in(x), _in(W), bias, N, C, OC, layout)
+    if err == FT_ERR_BLAS_INT:
+        raise ValueError(f"linear_forward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
+    return 0
 
 
 def linear_backward(x, W, dy, dx, dW, db, *, accumulate):
     # x (N, C), W (OC, C), dy (N, OC): each C- or Fortran-ordered; C-ordered outputs:
     # dx (N, C) = or None; dW (OC, C) = or +=; db (OC,) = or += or None
-    N, C = x.shape
-    OC = W.shape[0]
-    dtype = dW.dtype
-    if (W.shape != (OC, C) or dy.shape != (N, OC) or dW.shape != (OC, C)
-            or x.dtype != dtype or W.dtype != dtype or dy.dtype != dtype
-            or (dx is not None and (dx.shape != (N, C) or dx.dtype != dtype))
-            or (db is not None and (db.shape != (OC,) or db.dtype != dtype))):
-        raise ValueError("linear_backward (C backend): shapes or dtypes do not match")
-    cdef int layout = (_layout_bit(x, FT_X_FORTRAN) | _layout_bit(W, FT_W_FORTRAN)
-                       | _layout_bit(dy, FT_DY_FORTRAN))
+    cdef int layout = (_fortran(x, FT_X_FORTRAN) | _fortran(W, FT_W_FORTRAN)
+                       | _fortran(dy, FT_DY_FORTRAN))
     xs = x.T if layout & FT_X_FORTRAN else x  # C-ordered either way
     Ws = W.T if layout & FT_W_FORTRAN else W
     dys = dy.T if layout & FT_DY_FORTRAN else dy
-    cdef int err
-    if dtype == np.float32:
-        err = _backward[float](dx, dW, db, xs, Ws, dys, N, C, OC, layout, accumulate)
+    if dW.dtype == np.float32:
+        _backward[float](dx, dW, db, xs, Ws, dys, layout, accumulate)
     else:
-        err = _backward[double](dx, dW, db, xs, Ws, dys, N, C, OC, layout, accumulate)
-    if err == FT_ERR_BLAS_INT:
-        raise ValueError(f"linear_backward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
+        _backward[double](dx, dW, db, xs, Ws, dys, layout, accumulate)
     return dx, dW, db
 
 
 cdef int _backward(real[:, ::1] dx, real[:, ::1] dW, real[::1] db, const real[:, ::1] x,
-                   const real[:, ::1] W, const real[:, ::1] dy, int64_t N, int64_t C,
-                   int64_t OC, int layout, bint accumulate) except? -2:
-    if (x.shape[0] * x.shape[1] != N * C or W.shape[0] * W.shape[1] != OC * C
-            or dy.shape[0] * dy.shape[1] != N * OC):
-        raise ValueError("linear_backward (C backend): inputs do not match their shapes")
+                   const real[:, ::1] W, const real[:, ::1] dy, int layout,
+                   bint accumulate) except -1:
+    cdef Py_ssize_t OC = dW.shape[0], C = dW.shape[1]
+    cdef Py_ssize_t N = x.shape[1] if layout & FT_X_FORTRAN else x.shape[0]
+    if (not _is(x, N, C, layout & FT_X_FORTRAN) or not _is(W, OC, C, layout & FT_W_FORTRAN)
+            or not _is(dy, N, OC, layout & FT_DY_FORTRAN)
+            or (dx is not None and (dx.shape[0] != N or dx.shape[1] != C))
+            or (db is not None and db.shape[0] != OC)):
+        raise ValueError("linear_backward (C backend): shapes do not match")
     cdef real *dx_p = NULL if dx is None else _out(dx)
     cdef real *db_p = NULL if db is None or OC == 0 else &db[0]
-    cdef int nthreads = get_num_threads()
+    cdef int err
     with nogil:
         if real is float:
-            return ft_linear_backward_f32(_sgemm, dx_p, _out(dW), db_p, _ptr(x), _ptr(W),
-                                          _ptr(dy), N, C, OC, layout, accumulate, nthreads)
+            err = ft_linear_backward_f32(_sgemm, dx_p, _out(dW), db_p, _in(x), _in(W), _in(dy),
+                                         N, C, OC, layout, accumulate)
         else:
-            return ft_linear_backward_f64(_dgemm, dx_p, _out(dW), db_p, _ptr(x), _ptr(W),
-                                          _ptr(dy), N, C, OC, layout, accumulate, nthreads)
+            err = ft_linear_backward_f64(_dgemm, dx_p, _out(dW), db_p, _in(x), _in(W), _in(dy),
+                                         N, C, OC, layout, accumulate)
+    if err == FT_ERR_BLAS_INT:
+        raise ValueError(f"linear_backward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
+    return 0

@@ -8,12 +8,10 @@ argument, not a global, so that the compiled functions can be cached (cache=True
 """
 import ctypes
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import get_cython_function_address
 
-from fasttrain.kernels.numba._threads import use_library_threads
 from fasttrain.threads import blas_loaded
 
 _GEMM_TYPE = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)  # Fortran BLAS: all by pointer
@@ -22,8 +20,6 @@ _GEMM = {np.dtype(np.float32): _GEMM_TYPE(get_cython_function_address("scipy.lin
          np.dtype(np.float64): _GEMM_TYPE(get_cython_function_address("scipy.linalg.cython_blas",
                                                                       "dgemm"))}
 blas_loaded()  # scipy's OpenBLAS is loaded now: give it the library's thread count
-
-_LINE = 16  # columns per 64-byte line in float32; float64 blocks just span two lines
 
 
 @njit(cache=True, nogil=True)
@@ -45,25 +41,21 @@ def _matmul(gemm, out, A, a_f, B, b_f, p, k, q, beta):
          scalars[1:].ctypes, out.ctypes, ints[5:].ctypes)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _bias_backward(db, dy, dy_f, accumulate, nblocks):
-    # db (OC,) = or += sum over rows of dy (N, OC), given as dy.T (OC, N) when dy_f. Each block
-    # of columns belongs to one thread and sums each column in row order.
+@njit(cache=True, nogil=True)
+def _bias_backward(db, dy, dy_f, accumulate):
+    # db (OC,) = or += sum over rows of dy (N, OC), given as dy.T (OC, N) when dy_f; each column
+    # in row order, on the calling thread (csrc/linear.c says why there is no parallel region)
     OC = db.shape[0]
-    N = dy.shape[1] if dy_f else dy.shape[0]
-    lines = (OC + _LINE - 1) // _LINE
-    for t in prange(nblocks):
-        lo = min(lines * t // nblocks * _LINE, OC)
-        hi = min(lines * (t + 1) // nblocks * _LINE, OC)
-        if not accumulate:
-            db[lo:hi] = 0
-        if dy_f:
-            for j in range(lo, hi):
-                db[j] += dy[j].sum()
-        else:
-            for i in range(N):
-                for j in range(lo, hi):
-                    db[j] += dy[i, j]
+    if dy_f:
+        for j in range(OC):
+            s = dy[j].sum()
+            db[j] = db[j] + s if accumulate else s
+        return
+    if not accumulate:
+        db[:] = 0
+    for i in range(dy.shape[0]):
+        for j in range(OC):
+            db[j] += dy[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -72,47 +64,59 @@ def _fill_rows(y, b):
         y[i] = b
 
 
+@njit(cache=True, nogil=True)
+def _forward(gemm, y, x, x_f, W, w_f, b):
+    # y (N, OC) = x W^T + b: the twin of ft_linear_forward; x, W as in _matmul, b None or (OC,)
+    N, OC = y.shape
+    C = x.shape[0] if x_f else x.shape[1]
+    if N == 0 or OC == 0:
+        return
+    if b is not None:
+        _fill_rows(y, b)
+    elif C == 0:
+        y[:] = 0
+    if C > 0:  # W^T of a C-ordered W is Fortran-ordered, and vice versa
+        _matmul(gemm, y, x, x_f, W, not w_f, N, C, OC, 0.0 if b is None else 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _backward(gemm, dx, dW, db, x, x_f, W, w_f, dy, dy_f, accumulate):
+    # the twin of ft_linear_backward: dx (N, C) = dy W or None; dW (OC, C) = or += dy^T x;
+    # db (OC,) = or += column sums of dy, or None. x, W, dy as in _matmul.
+    OC, C = dW.shape
+    N = x.shape[1] if x_f else x.shape[0]
+    if db is not None and OC > 0:  # db first, while dy may still be in cache
+        if N > 0:
+            _bias_backward(db, dy, dy_f, accumulate)
+        elif not accumulate:
+            db[:] = 0
+    if dx is not None and N > 0 and C > 0:
+        if OC > 0:  # dx (N, C) = dy (N, OC) W (OC, C)
+            _matmul(gemm, dx, dy, dy_f, W, w_f, N, OC, C, 0.0)
+        else:
+            dx[:] = 0
+    if OC > 0 and C > 0:
+        if N > 0:  # dW (OC, C) = or += dy^T (OC, N) x (N, C); dy^T of a C-ordered dy is Fortran
+            _matmul(gemm, dW, dy, not dy_f, x, x_f, OC, N, C, 1.0 if accumulate else 0.0)
+        elif not accumulate:
+            dW[:] = 0
+
+
+def _c_ordered(a):
+    """(a as C-ordered, whether a is Fortran-ordered): Fortran-ordered arrays travel as their
+    C-ordered transposes, so each kernel compiles for one layout."""
+    return (a, False) if a.flags.c_contiguous else (a.T, True)
+
+
 def linear_forward(x, W, b, out):
     # x (N, C), W (OC, C): each C- or Fortran-ordered; b (OC,) or None; out (N, OC) =
-    N, C = x.shape
-    OC = W.shape[0]
-    if N == 0 or OC == 0:
-        return out
-    if b is not None:
-        _fill_rows(out, b)
-    elif C == 0:
-        out[...] = 0
-    if C > 0:
-        # y = x W^T (+ the prefilled bias, beta = 1); W^T of a C-ordered W is Fortran-ordered
-        x_f, w_f = not x.flags.c_contiguous, not W.flags.c_contiguous
-        _matmul(_GEMM[out.dtype], out, x.T if x_f else x, x_f, W.T if w_f else W, not w_f,
-                N, C, OC, 1.0 if b is not None else 0.0)
+    _forward(_GEMM[out.dtype], out, *_c_ordered(x), *_c_ordered(W), b)
     return out
 
 
 def linear_backward(x, W, dy, dx, dW, db, *, accumulate):
     # x (N, C), W (OC, C), dy (N, OC): each C- or Fortran-ordered; dx (N, C) = or None;
     # dW (OC, C) = or +=; db (OC,) = or += or None
-    N, C = x.shape
-    OC = W.shape[0]
-    gemm = _GEMM[dW.dtype]
-    x_f, w_f, dy_f = (not a.flags.c_contiguous for a in (x, W, dy))
-    xs, Ws, dys = (a.T if f else a for a, f in ((x, x_f), (W, w_f), (dy, dy_f)))
-    if db is not None and OC > 0:
-        if N > 0:
-            use_library_threads()
-            threads = numba.get_num_threads() if N * OC >= 1 << 17 else 1
-            _bias_backward(db, dys, dy_f, accumulate, threads)
-        elif not accumulate:
-            db[...] = 0
-    if dx is not None and N > 0 and C > 0:
-        if OC > 0:  # dx (N, C) = dy (N, OC) W (OC, C)
-            _matmul(gemm, dx, dys, dy_f, Ws, w_f, N, OC, C, 0.0)
-        else:
-            dx[...] = 0
-    if OC > 0 and C > 0:
-        if N > 0:  # dW (OC, C) = or += dy^T (OC, N) x (N, C)
-            _matmul(gemm, dW, dys, not dy_f, xs, x_f, OC, N, C, 1.0 if accumulate else 0.0)
-        elif not accumulate:
-            dW[...] = 0
+    _backward(_GEMM[dW.dtype], dx, dW, db, *_c_ordered(x), *_c_ordered(W), *_c_ordered(dy),
+              accumulate)
     return dx, dW, db
