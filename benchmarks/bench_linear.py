@@ -110,13 +110,16 @@ def test_linear(benchmark, settle, backend, direction, shape):
 # the interleaved run behind the README's table
 
 def _time(call, seconds):
-    """Per-call seconds of `call`, repeated for about `seconds`, after a settle (0.2 s and an
-    untimed call: the other libraries' thread pools stop spinning, see BENCHMARKING.md)."""
+    """Per-call seconds of `call`, repeated for about `seconds`, after a settle: 0.2 s (the other
+    libraries' thread pools stop spinning, see BENCHMARKING.md), then untimed calls for 50 ms
+    (this pool's threads wake, the cores clock up; short blocks right after idling read 1.5x
+    slow at 64x64x64)."""
     time.sleep(0.2)
-    t0 = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - t0, 1e-6)
-    reps = max(1, int(seconds / once))
+    n, t0 = 0, time.perf_counter()
+    while n == 0 or time.perf_counter() - t0 < 0.05:
+        call()
+        n += 1
+    reps = max(1, round(seconds * n / (time.perf_counter() - t0)))
     t0 = time.perf_counter()
     for _ in range(reps):
         call()

@@ -12,9 +12,9 @@
 //   * forward bias: b is copied into every row of y, then the GEMM adds x W^T with beta = 1.
 //     OpenBLAS scales C by beta in a pass of its own unless beta == 1 (GEMM_BETA in its
 //     driver/level3), so with beta = 0 it would have zeroed y in that pass anyway: the bias costs
-//     what the zeroing cost.
+//     about what the zeroing would have.
 //   * accumulate: dW += dy^T x is the GEMM with beta = 1: no temporary, no extra pass.
-//   * db: one read of dy, each column summed in row order. No GEMM exposes its packed copy of
+//   * db: one read of dy, adding its rows in order. No GEMM exposes its packed copy of
 //     dy, so this read is the one that BLAS could not have saved; it costs about 1% of the
 //     backward at (4096, 768, 3072).
 // Threads: the GEMMs run on BLAS's own thread pool (its count set by fasttrain/threads.py); the
@@ -48,8 +48,8 @@ static int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
 // dimension c, and a Fortran-ordered one as M itself with leading dimension r. So it computes
 // out^T (q x p) = B^T (q x k) A^T (k x p): reading a C-ordered operand as its transpose needs no
 // flag ('N'), a Fortran-ordered one needs 'T'. p, q, k > 0 (the caller handles empty shapes).
-static void FT_FN(matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B, int b_f,
-                   int64_t p, int64_t k, int64_t q, real beta) {
+static void FT_FN(matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
+                          int b_f, int64_t p, int64_t k, int64_t q, real beta) {
     const char ta = b_f ? 'T' : 'N', tb = a_f ? 'T' : 'N';
     const int m = (int)q, n = (int)p, kk = (int)k;
     const int lda = b_f ? kk : m, ldb = a_f ? n : kk, ldc = m;
@@ -71,7 +71,8 @@ FT_CLONES static real FT_FN(sum_column)(const real *col, int64_t n) {
     return s;
 }
 
-// db (OC,) (= or +=) sum over the N rows of dy (N,OC), each column in row order.
+// db (OC,) (= or +=) sum over the N rows of dy (N,OC): the rows are added to db in order (so
+// with accumulate, to the old db first), the same bits for any thread count.
 static void FT_FN(bias_backward)(real *db, const real *dy, int dy_f, int64_t N, int64_t OC,
                                  int accumulate) {
     if (dy_f) {  // column j is dy + j*N, contiguous

@@ -40,7 +40,7 @@ def linear_forward(x, W, b=None, *, out=None, backend=None):
             an input.
     """
     x = _checks.float_array("x", x, 2, _X_DOC)
-    dtype = x.dtype.newbyteorder("=")
+    dtype = x.dtype if x.dtype.isnative else x.dtype.newbyteorder("=")
     W = _checks.float_array("W", W, 2, _W_DOC, dtype, "x")
     N, C = x.shape
     OC = W.shape[0]
@@ -97,7 +97,7 @@ def linear_backward(x, W, dy, *, dx=None, dW=None, db=None, accumulate=False, ba
             the wrong shape or layout, read-only, or overlapping an input or another output.
     """
     x = _checks.float_array("x", x, 2, _X_DOC)
-    dtype = x.dtype.newbyteorder("=")
+    dtype = x.dtype if x.dtype.isnative else x.dtype.newbyteorder("=")
     W = _checks.float_array("W", W, 2, _W_DOC, dtype, "x")
     dy = _checks.float_array("dy", dy, 2, "(N, OC), the gradient of y", dtype, "x")
     N, C = x.shape
@@ -115,13 +115,10 @@ def linear_backward(x, W, dy, *, dx=None, dW=None, db=None, accumulate=False, ba
         raise ValueError("accumulate=True adds into dW and db: pass both buffers "
                          "(or db=False for a layer without bias)")
     _checks.blas_sizes("linear_backward", N=N, C=C, OC=OC)
-    # Outputs may overlap neither an input nor each other.
-    taken = {"x": x, "W": W, "dy": dy}
+    taken = {"x": x, "W": W, "dy": dy}  # what an output may not overlap: inputs, other outputs
     if dx is not False:
-        dx = _checks.output("dx", dx, (N, C), dtype, taken)
-        taken["dx"] = dx
-    dW = _checks.output("dW", dW, (OC, C), dtype, taken)
-    taken["dW"] = dW
+        taken["dx"] = dx = _checks.output("dx", dx, (N, C), dtype, taken)
+    taken["dW"] = dW = _checks.output("dW", dW, (OC, C), dtype, taken)
     if db is not False:
         db = _checks.output("db", db, (OC,), dtype, taken)
     x, W, dy = _checks.gemm_operand(x), _checks.gemm_operand(W), _checks.gemm_operand(dy)
