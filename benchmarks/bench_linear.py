@@ -14,9 +14,10 @@ O(N*OC) and not counted), the thread count, and the BLAS libraries that threadpo
 pytest-benchmark times each contender in a block of its own, minutes apart from the others on a
 noisy shared machine. For the README's ratios, run this file as a script: it times the
 contenders interleaved (A B C ... A B C ...), settling before each, and prints medians, min-max,
-GFLOP/s and the ratios from that one run:
+GFLOP/s and the ratios from that one run (optionally fewer contenders or one direction):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_linear.py [rounds]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_linear.py \
+        [rounds [c,numba,numpy,torch,sgemm [backward,forward]]]
 """
 import os
 import sys
@@ -126,32 +127,35 @@ def _time(call, seconds):
     return (time.perf_counter() - t0) / reps
 
 
-def interleaved(rounds=7, seconds=0.3):
+def interleaved(rounds=7, contenders=",".join(NAMES), directions="backward,forward"):
     fasttrain.set_num_threads(THREADS)
-    names = [n for n in NAMES if n == "sgemm" or not available(n).marks]
+    names = [n for n in contenders.split(",")
+             if n == "sgemm" or (n in NAMES and not available(n).marks)]
     if "torch" in names:
         import torch
 
         torch.set_num_threads(THREADS)
     print(f"threads {THREADS}; BLAS: " + "; ".join(blas_kernels()))
-    for direction in ("backward", "forward"):
+    print("ratios: the median over rounds of (other's time / this one's) in the same round")
+    for direction in directions.split(","):
         for N, C, OC in SHAPES:
             calls = {n: make_call(n, direction, N, C, OC) for n in names}
             times = {n: [] for n in names}
             for _ in range(rounds):
                 for n in names:
-                    times[n].append(_time(calls[n], seconds))
-            med = {n: float(np.median(t)) for n, t in times.items()}
+                    times[n].append(_time(calls[n], seconds=0.3))
+            t = {n: np.array(v) for n, v in times.items()}
             print(f"\n{direction} N, C, OC = {N}, {C}, {OC}")
             for n in names:
-                ratios = "  ".join(f"{other} / {n} {med[other] / med[n]:5.2f}"
+                med = float(np.median(t[n]))
+                ratios = "  ".join(f"{other} / {n} {np.median(t[other] / t[n]):5.2f}"
                                    for other in ("numpy", "torch", "sgemm")
-                                   if other in med and other != n)
-                print(f"  {n:6s} {med[n] * 1e3:9.3f} ms ({min(times[n]) * 1e3:.3f}-"
-                      f"{max(times[n]) * 1e3:.3f})  {flops(direction, N, C, OC) / med[n] / 1e9:6.1f}"
+                                   if other in t and other != n)
+                print(f"  {n:6s} {med * 1e3:9.3f} ms ({t[n].min() * 1e3:.3f}-"
+                      f"{t[n].max() * 1e3:.3f})  {flops(direction, N, C, OC) / med / 1e9:6.1f}"
                       f" GFLOP/s  {ratios}")
             del calls
 
 
 if __name__ == "__main__":
-    interleaved(*(int(a) for a in sys.argv[1:2]))
+    interleaved(*(int(a) if i == 0 else a for i, a in enumerate(sys.argv[1:4])))

@@ -58,7 +58,7 @@ def linear_forward(x, W, b=None, *, out=None, backend=None):
     out = _checks.output("out", out, (N, OC), dtype, inputs)
     x, W = _checks.gemm_operand(x), _checks.gemm_operand(W)
     if b is not None:
-        b = np.ascontiguousarray(b, dtype=dtype)
+        b = _checks.gemm_operand(b)  # 1-D: contiguous, aligned, native, or copied
     return implementation("linear_forward", backend)(x, W, b, out)
 
 
