@@ -31,6 +31,42 @@ double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits
                            int reduction, double label_smoothing, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
+// linear layer, forward and backward around a BLAS GEMM passed in at run time (linear.c)
+// The GEMM has the Fortran BLAS convention (column-major; every argument by pointer); the Python
+// side passes scipy.linalg.cython_blas's sgemm/dgemm, so no BLAS is linked at build time.
+// No `nthreads`: the GEMMs run on BLAS's thread pool, the rest on the calling thread (linear.c
+// says why).
+typedef void (*ft_gemm_f32)(const char *transa, const char *transb, const int *m, const int *n,
+                            const int *k, const float *alpha, const float *a, const int *lda,
+                            const float *b, const int *ldb, const float *beta, float *c,
+                            const int *ldc);
+typedef void (*ft_gemm_f64)(const char *transa, const char *transb, const int *m, const int *n,
+                            const int *k, const double *alpha, const double *a, const int *lda,
+                            const double *b, const int *ldb, const double *beta, double *c,
+                            const int *ldc);
+// `layout`: a set bit means that input is Fortran-ordered (a transposed view, read as it is
+// through transa/transb); clear means C-ordered. Outputs are always C-ordered.
+enum ft_linear_layout { FT_X_FORTRAN = 1, FT_W_FORTRAN = 2, FT_DY_FORTRAN = 4 };
+// Returned when N, C or OC exceeds the BLAS's 32-bit int (nothing is written then); 0 on success.
+enum { FT_ERR_BLAS_INT = -1 };
+//   y (N,OC) =  x W^T + b
+//   x (N,C)     W (OC,C)    b (OC,) or NULL (no bias)
+int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
+                          const float *b, int64_t N, int64_t C, int64_t OC, int layout);
+int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
+                          const double *b, int64_t N, int64_t C, int64_t OC, int layout);
+//   dx (N,C)  =  dy W                      NULL: not computed
+//   dW (OC,C) =  dy^T x   (+= if accumulate)
+//   db (OC,)  =  sum over rows of dy  (+= if accumulate)   NULL: not computed
+//   x (N,C)   W (OC,C)   dy (N,OC)
+int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db, const float *x,
+                           const float *W, const float *dy, int64_t N, int64_t C, int64_t OC,
+                           int layout, int accumulate);
+int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db, const double *x,
+                           const double *W, const double *dy, int64_t N, int64_t C, int64_t OC,
+                           int layout, int accumulate);
+
+// ----------------------------------------------------------------------------------------------
 // embedding lookup (embedding.c)
 //   out (N,E) = W[idx] rows;   W (V,E);   idx (N,) each in [0,V) (checked by the caller)
 void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N, int64_t E,

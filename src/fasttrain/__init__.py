@@ -2,6 +2,8 @@
 
     import fasttrain
     loss, dlogits = fasttrain.softmax_cross_entropy(logits, targets)   # logits (N, V) float32
+    y = fasttrain.linear_forward(x, W, b)                  # x (N, C), W (OC, C): x @ W.T + b
+    dx, dW, db = fasttrain.linear_backward(x, W, dy)       # dy (N, OC)
 
 Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads.
 """
@@ -11,6 +13,8 @@ from fasttrain import kernels
 from fasttrain.kernels import (
     available_backends,
     get_backend,
+    linear_backward,
+    linear_forward,
     set_backend,
     softmax_cross_entropy,
 )
@@ -26,6 +30,8 @@ __all__ = [
     "get_backend",
     "get_num_threads",
     "kernels",
+    "linear_backward",
+    "linear_forward",
     "set_backend",
     "set_num_threads",
     "softmax_cross_entropy",

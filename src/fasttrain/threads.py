@@ -4,6 +4,18 @@ OpenMP's omp_set_num_threads() changes only the calling thread's setting, so a c
 one Python thread would not reach kernels called from another. fasttrain keeps the count itself
 and hands it to each parallel region (`num_threads(nthreads)` in csrc/, numba.set_num_threads
 before each Numba call).
+
+BLAS has thread pools of its own: numpy's OpenBLAS (the reference's GEMMs) and scipy's, a separate
+library that loads with scipy.linalg (the GEMMs of the C and Numba linear kernels). The same count
+governs them, through threadpoolctl: set_num_threads() applies it to every BLAS loaded, and a
+backend that loads a BLAS calls blas_loaded() once. Applying it costs milliseconds, so it is done
+then and never per kernel call (OpenBLAS's count is process-wide, unlike OpenMP's).
+No kernel runs an OpenMP team and BLAS threads at once (the linear kernels have no OpenMP region:
+csrc/linear.c says why). Between kernels both pools still busy-wait for a while after their work
+(libgomp for milliseconds, OpenBLAS up to ~0.1 s, yielding), so alternating OpenMP kernels with
+BLAS ones on 2 cores costs time: 2.3x the sum of the two alone for a cross-entropy followed by a
+linear backward (1024x4096 logits, 1024x256x256). OMP_WAIT_POLICY=passive and
+OPENBLAS_THREAD_TIMEOUT=4 in the environment bring that to about 1.25x.
 """
 from __future__ import annotations
 
@@ -35,6 +47,21 @@ def set_num_threads(n: int) -> None:
     global _num_threads
     with _lock:
         _num_threads = n
+        _limit_blas(n)
+
+
+def blas_loaded() -> None:
+    """Give every BLAS loaded in this process the library's thread count. Call once after
+    importing something that loads a BLAS (scipy.linalg loads scipy's own OpenBLAS)."""
+    get_num_threads()  # settles the default
+    with _lock:  # read under the lock: a concurrent set_num_threads() is applied after, not lost
+        _limit_blas(_num_threads)
+
+
+def _limit_blas(n: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")  # called, not entered: the limit stays
 
 
 def get_num_threads() -> int:

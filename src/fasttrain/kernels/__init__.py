@@ -16,11 +16,14 @@ from fasttrain.kernels._backends import (
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.linear import linear_backward, linear_forward
 from fasttrain.kernels.tanh import tanh_backward, tanh_forward
 
 # The kernels every backend module exports, under these names (tests/test_backends.py checks).
 KERNELS = (
     "softmax_cross_entropy",
+    "linear_forward",
+    "linear_backward",
     "embedding_forward",
     "embedding_backward",
     "tanh_forward",
@@ -36,6 +39,8 @@ __all__ = [
     "available_backends",
     "backend_status",
     "get_backend",
+    "linear_backward",
+    "linear_forward",
     "set_backend",
     "softmax_cross_entropy",
     "embedding_forward",

@@ -5,8 +5,9 @@ The rules, the same for every kernel:
   * arrays must be numpy.ndarray (lists, tensors, None are refused with TypeError);
   * floating inputs must be float32 or float64 (TypeError otherwise); all must share one dtype;
   * an input that is not C-contiguous (a transposed or strided view) or not in native byte order
-    is copied; an output buffer is never copied: it must already be C-contiguous, aligned,
-    writeable and of the exact shape and dtype (ValueError otherwise);
+    is copied (a GEMM's operands may also be Fortran-contiguous, see gemm_operand); an output
+    buffer is never copied: it must already be C-contiguous, aligned, writeable and of the exact
+    shape and dtype (ValueError otherwise);
   * an output may not overlap an input, except where a kernel allows exactly that input
     (for example out=logits).
 """
@@ -115,3 +116,41 @@ def integer(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     return int(value)
+
+
+def float_array(name: str, a: object, ndim: int, shape_doc: str,
+                dtype: np.dtype | None = None, like: str = "") -> np.ndarray:
+    """A float32/float64 array of `ndim` dimensions (of `dtype`, the dtype of `like`, if given),
+    checked but not copied: see gemm_operand for the layout."""
+    a = ndarray(name, a)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {shape_doc}, got shape {a.shape}")
+    native = a.dtype if a.dtype.isnative else a.dtype.newbyteorder("=")
+    if native not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and native != dtype:
+        raise TypeError(f"{name} must have the dtype of {like}, {dtype}, got {a.dtype}")
+    return a
+
+
+BLAS_INT_MAX = 2**31 - 1  # BLAS's Fortran INTEGER: 32 bits in the LP64 BLAS that scipy ships
+
+
+def blas_sizes(kernel: str, **sizes: int) -> None:
+    """Each GEMM dimension must fit BLAS's 32-bit integer (element counts may exceed it)."""
+    if max(sizes.values()) <= BLAS_INT_MAX:
+        return
+    letter, n = max(sizes.items(), key=lambda item: item[1])
+    raise ValueError(f"{kernel}: {letter} = {n} exceeds the BLAS integer limit "
+                     f"({BLAS_INT_MAX}); split the call into smaller blocks")
+
+
+def gemm_operand(a: np.ndarray) -> np.ndarray:
+    """An input as a GEMM reads it without a copy: C-contiguous or Fortran-contiguous (a
+    transposed view, read through BLAS's transpose flags), aligned, native byte order.
+    Anything else (a strided view, big-endian, unaligned) is copied to C order."""
+    flags = a.flags
+    if (flags.c_contiguous or flags.f_contiguous) and flags.aligned and a.dtype.isnative:
+        return a
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+

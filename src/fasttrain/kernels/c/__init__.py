@@ -6,6 +6,7 @@ safety needs, and calls the C kernel with fasttrain's thread count.
 from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.c.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.c.linear import linear_backward, linear_forward
 from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "linear_backward",
+    "linear_forward",
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",

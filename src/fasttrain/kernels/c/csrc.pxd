@@ -14,6 +14,30 @@ cdef extern from "fasttrain.h" nogil:
                                const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
                                int reduction, double label_smoothing, int nthreads)
 
+    ctypedef void (*ft_gemm_f32)(const char *transa, const char *transb, const int *m,
+                                 const int *n, const int *k, const float *alpha, const float *a,
+                                 const int *lda, const float *b, const int *ldb,
+                                 const float *beta, float *c, const int *ldc)
+    ctypedef void (*ft_gemm_f64)(const char *transa, const char *transb, const int *m,
+                                 const int *n, const int *k, const double *alpha,
+                                 const double *a, const int *lda, const double *b,
+                                 const int *ldb, const double *beta, double *c, const int *ldc)
+    enum:
+        FT_X_FORTRAN
+        FT_W_FORTRAN
+        FT_DY_FORTRAN
+        FT_ERR_BLAS_INT
+    int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
+                              const float *b, int64_t N, int64_t C, int64_t OC, int layout)
+    int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
+                              const double *b, int64_t N, int64_t C, int64_t OC, int layout)
+    int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db,
+                               const float *x, const float *W, const float *dy, int64_t N,
+                               int64_t C, int64_t OC, int layout, int accumulate)
+    int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
+                               const double *x, const double *W, const double *dy, int64_t N,
+                               int64_t C, int64_t OC, int layout, int accumulate)
+
     const char *ft_simd_level()
     int ft_openmp_version()
     int ft_vector_exp()

@@ -10,6 +10,7 @@ except ModuleNotFoundError as e:
 from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.numba.linear import linear_backward, linear_forward
 from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "linear_backward",
+    "linear_forward",
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",

@@ -7,6 +7,7 @@ fasttrain.kernels) and write their results into the given output buffers.
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.ref.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "linear_backward",
+    "linear_forward",
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",
