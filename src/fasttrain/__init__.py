@@ -14,6 +14,7 @@ from fasttrain.kernels import (
     set_backend,
     softmax_cross_entropy,
 )
+from fasttrain.kernels import adamw_step, clip_coef, clip_grad_norm, sgd_step, sum_of_squares
 from fasttrain.threads import get_num_threads, set_num_threads
 
 try:
@@ -29,4 +30,9 @@ __all__ = [
     "set_backend",
     "set_num_threads",
     "softmax_cross_entropy",
+    "adamw_step",
+    "clip_coef",
+    "clip_grad_norm",
+    "sgd_step",
+    "sum_of_squares",
 ]

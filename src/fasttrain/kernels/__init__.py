@@ -14,9 +14,16 @@ from fasttrain.kernels._backends import (
     set_backend,
 )
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.adamw import (
+    adamw_step,
+    clip_coef,
+    clip_grad_norm,
+    sgd_step,
+    sum_of_squares,
+)
 
 # The kernels every backend module exports, under these names (tests/test_backends.py checks).
-KERNELS = ("softmax_cross_entropy",)
+KERNELS = ("softmax_cross_entropy", "adamw_step", "sgd_step", "sum_of_squares")
 
 __all__ = [
     "BACKENDS",
@@ -27,4 +34,9 @@ __all__ = [
     "get_backend",
     "set_backend",
     "softmax_cross_entropy",
+    "adamw_step",
+    "clip_coef",
+    "clip_grad_norm",
+    "sgd_step",
+    "sum_of_squares",
 ]

@@ -8,5 +8,6 @@ except ModuleNotFoundError as e:
     raise ImportError("numba is not installed (pip install 'fasttrain[numba]')") from e
 
 from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
+from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
 
-__all__ = ["softmax_cross_entropy"]
+__all__ = ["softmax_cross_entropy", "adamw_step", "sgd_step", "sum_of_squares"]
