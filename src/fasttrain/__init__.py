@@ -3,7 +3,8 @@
     import fasttrain
     loss, dlogits = fasttrain.softmax_cross_entropy(logits, targets)   # logits (N, V) float32
 
-Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads.
+Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads;
+the parameter arena in fasttrain.arena and its optimizers (AdamW, SGD) in fasttrain.optim.
 """
 from importlib.metadata import PackageNotFoundError, version
 
@@ -15,6 +16,8 @@ from fasttrain.kernels import (
     softmax_cross_entropy,
 )
 from fasttrain.kernels import adamw_step, clip_coef, clip_grad_norm, sgd_step, sum_of_squares
+from fasttrain.arena import Arena
+from fasttrain.optim import SGD, AdamW
 from fasttrain.threads import get_num_threads, set_num_threads
 
 try:
@@ -23,6 +26,9 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "AdamW",
+    "Arena",
+    "SGD",
     "available_backends",
     "get_backend",
     "get_num_threads",

@@ -96,11 +96,11 @@ def integer(name: str, value: object) -> int:
 
 
 def inplace_arrays(arrays: dict[str, object], read_only: tuple[str, ...] = ()) -> None:
-    """Arrays a kernel updates in place, checked together (None values are skipped): each a
-    float32/float64 numpy.ndarray, all of one dtype and one shape, C-contiguous, aligned, in native
-    byte order, writeable (except those named in read_only), no two overlapping. Never copied:
-    the caller's arrays are the ones that must change."""
-    given = {name: _require_ndarray(name, a) for name, a in arrays.items() if a is not None}
+    """Arrays a kernel updates in place, checked together: each a float32/float64
+    numpy.ndarray, all of one dtype and one shape, C-contiguous, aligned, in native byte order,
+    writeable (except those named in read_only), no two overlapping. Never copied: the caller's
+    arrays are the ones that must change."""
+    given = {name: _require_ndarray(name, a) for name, a in arrays.items()}
     first_name, first = next(iter(given.items()))
     for name, a in given.items():
         if a.dtype not in FLOAT_DTYPES:

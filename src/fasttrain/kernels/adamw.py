@@ -117,10 +117,12 @@ def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay
     grad_scale = _checks.real_number("grad_scale", grad_scale)
     if momentum != 0 and buf is None:
         raise ValueError(f"buf (the momentum buffer) is required with momentum={momentum}")
-    arrays = {"param": param, "grad": grad, "buf": buf if momentum != 0 else None}
+    arrays = {"param": param, "grad": grad}
+    if momentum != 0:
+        arrays["buf"] = buf
+    else:
+        buf = None  # not used: neither read nor written
     _checks.inplace_arrays(arrays, read_only=("grad",))
-    if momentum == 0:
-        buf = None
     kernel = implementation("sgd_step", backend)
     kernel(param, grad, buf, lr=lr, momentum=momentum, nesterov=nesterov,
            weight_decay=weight_decay, grad_scale=grad_scale)
