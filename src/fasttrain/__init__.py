@@ -5,7 +5,8 @@
     y = fasttrain.linear_forward(x, W, b)                  # x (N, C), W (OC, C): x @ W.T + b
     dx, dW, db = fasttrain.linear_backward(x, W, dy)       # dy (N, OC)
 
-Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads.
+Kernels and backend choice live in fasttrain.kernels; the thread count in fasttrain.threads;
+the parameter arena in fasttrain.arena and its optimizers (AdamW, SGD) in fasttrain.optim.
 """
 from importlib.metadata import PackageNotFoundError, version
 
@@ -18,6 +19,9 @@ from fasttrain.kernels import (
     set_backend,
     softmax_cross_entropy,
 )
+from fasttrain.kernels import adamw_step, clip_coef, clip_grad_norm, sgd_step, sum_of_squares
+from fasttrain.arena import Arena
+from fasttrain.optim import SGD, AdamW
 from fasttrain.threads import get_num_threads, set_num_threads
 
 try:
@@ -26,6 +30,9 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "AdamW",
+    "Arena",
+    "SGD",
     "available_backends",
     "get_backend",
     "get_num_threads",
@@ -35,4 +42,9 @@ __all__ = [
     "set_backend",
     "set_num_threads",
     "softmax_cross_entropy",
+    "adamw_step",
+    "clip_coef",
+    "clip_grad_norm",
+    "sgd_step",
+    "sum_of_squares",
 ]

@@ -13,6 +13,13 @@ from fasttrain.kernels._backends import (
     get_backend,
     set_backend,
 )
+from fasttrain.kernels.adamw import (
+    adamw_step,
+    clip_coef,
+    clip_grad_norm,
+    sgd_step,
+    sum_of_squares,
+)
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.gelu import gelu_backward, gelu_forward
@@ -30,6 +37,9 @@ KERNELS = (
     "tanh_backward",
     "gelu_forward",
     "gelu_backward",
+    "adamw_step",
+    "sgd_step",
+    "sum_of_squares",
 )
 
 __all__ = [
@@ -49,4 +59,9 @@ __all__ = [
     "tanh_backward",
     "gelu_forward",
     "gelu_backward",
+    "adamw_step",
+    "clip_coef",
+    "clip_grad_norm",
+    "sgd_step",
+    "sum_of_squares",
 ]

@@ -154,3 +154,63 @@ def gemm_operand(a: np.ndarray) -> np.ndarray:
         return a
     return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
 
+
+
+def inplace_arrays(arrays: dict[str, object], read_only: tuple[str, ...] = ()) -> None:
+    """Arrays a kernel updates in place, checked together: each a float32/float64
+    numpy.ndarray, all of one dtype and one shape, C-contiguous, aligned, in native byte order,
+    writeable (except those named in read_only), no two overlapping. Never copied: the caller's
+    arrays are the ones that must change."""
+    given = {name: ndarray(name, a) for name, a in arrays.items()}
+    first_name, first = next(iter(given.items()))
+    for name, a in given.items():
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float32 or float64 in native byte order, got {a.dtype}")
+        if a.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {first_name} has {first.dtype}; "
+                            "all must have one dtype")
+        if a.shape != first.shape:
+            raise ValueError(f"{name} has shape {a.shape} but {first_name} has {first.shape}; "
+                             "all must have one shape")
+        if not (a.flags.c_contiguous and a.flags.aligned):
+            raise ValueError(f"{name} must be C-contiguous and aligned (it is used in place, "
+                             "never copied)")
+        if name not in read_only and not a.flags.writeable:
+            raise ValueError(f"{name} is read-only")
+    names = list(given)
+    for i, a_name in enumerate(names):
+        for b_name in names[i + 1:]:
+            # exact for C-contiguous arrays: each spans one interval of memory
+            if given[a_name].size and np.may_share_memory(given[a_name], given[b_name]):
+                raise ValueError(f"{a_name} and {b_name} overlap; they must be separate buffers")
+
+
+def real_range(name: str, value: object, lo: float = -np.inf, hi: float = np.inf, *,
+               lo_open: bool = False, hi_open: bool = False) -> float:
+    """A real number between lo and hi, each end closed unless lo_open / hi_open (NaN refused;
+    an infinite end that is open refuses that infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    above = v > lo if lo_open else v >= lo
+    below = v < hi if hi_open else v <= hi
+    if not (above and below):  # also catches NaN
+        if hi == np.inf and hi_open:
+            want = f"{'>' if lo_open else '>='} {lo} and finite"
+        else:
+            want = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be {want}, got {value}")
+    return v
+
+
+def real_number(name: str, value: object) -> float:
+    """Any real number, NaN and infinities included (a factor that data may carry)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def boolean(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

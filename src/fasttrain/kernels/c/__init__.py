@@ -3,6 +3,7 @@
 Each function takes validated arguments (see fasttrain.kernels), checks again only what memory
 safety needs, and calls the C kernel with fasttrain's thread count.
 """
+from fasttrain.kernels.c.adamw import adamw_step, sgd_step, sum_of_squares
 from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.c.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
@@ -10,13 +11,16 @@ from fasttrain.kernels.c.linear import linear_backward, linear_forward
 from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
 
 __all__ = [
+    "adamw_step",
     "embedding_backward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "sgd_step",
     "softmax_cross_entropy",
+    "sum_of_squares",
     "tanh_backward",
     "tanh_forward",
 ]

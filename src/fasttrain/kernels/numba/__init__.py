@@ -7,6 +7,7 @@ try:
 except ModuleNotFoundError as e:
     raise ImportError("numba is not installed (pip install 'fasttrain[numba]')") from e
 
+from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
 from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
@@ -14,13 +15,16 @@ from fasttrain.kernels.numba.linear import linear_backward, linear_forward
 from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
 
 __all__ = [
+    "adamw_step",
     "embedding_backward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "sgd_step",
     "softmax_cross_entropy",
+    "sum_of_squares",
     "tanh_backward",
     "tanh_forward",
 ]

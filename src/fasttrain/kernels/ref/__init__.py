@@ -4,6 +4,7 @@ Obvious code over whole arrays, float64-capable; the other backends are tested a
 it is tested against finite differences. Functions take validated arguments (see
 fasttrain.kernels) and write their results into the given output buffers.
 """
+from fasttrain.kernels.ref.adamw import adamw_step, sgd_step, sum_of_squares
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.ref.embedding import embedding_backward, embedding_forward
 from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
@@ -11,13 +12,16 @@ from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 
 __all__ = [
+    "adamw_step",
     "embedding_backward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "sgd_step",
     "softmax_cross_entropy",
+    "sum_of_squares",
     "tanh_backward",
     "tanh_forward",
 ]
