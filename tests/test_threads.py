@@ -68,3 +68,25 @@ def test_kernels_from_several_python_threads_match_serial_calls(backend):
         t.join()
     for (loss, grad), (ref_loss, ref_grad) in zip(results, serial):
         assert loss == ref_loss and np.array_equal(grad, ref_grad)
+
+
+def test_pool_manners_are_set_while_loading_and_restored(monkeypatch):
+    from fasttrain.threads import POOL_MANNERS, loading_native_libraries
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")  # a user's own setting wins
+    with loading_native_libraries():
+        assert os.environ["GOMP_SPINCOUNT"] == POOL_MANNERS["GOMP_SPINCOUNT"]
+        assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "9"
+    assert "GOMP_SPINCOUNT" not in os.environ          # restored for libraries loaded later
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "9"
+
+
+def test_importing_fasttrain_leaves_the_environment_as_it_was():
+    code = ("import os, fasttrain, fasttrain.kernels.c, fasttrain.kernels.numba; "
+            "print('GOMP_SPINCOUNT' in os.environ, 'OPENBLAS_THREAD_TIMEOUT' in os.environ)")
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=environ, check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -19,6 +19,7 @@ OPENBLAS_THREAD_TIMEOUT=4 in the environment bring that to about 1.25x.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -72,3 +73,32 @@ def get_num_threads() -> int:
             if _num_threads is None:
                 _num_threads = default_num_threads()
     return _num_threads
+
+
+# How the thread pools wait, set while fasttrain's native libraries load.
+#
+# A training step alternates our OpenMP kernels (libgomp's pool) with GEMMs (OpenBLAS's pool,
+# scipy's copy). After a call each pool keeps its threads spinning: libgomp for GOMP_SPINCOUNT =
+# 300,000 pause loops (milliseconds on these CPUs), OpenBLAS for 2^28 cycles (about 0.1 s). The
+# next call of the other pool then finds its cores taken, and its static split of the work waits
+# for the slowest thread: on 2 cores the default MLP's step took 70 ms instead of 23.5 ms.
+# Both libraries read their setting once, when they load, so fasttrain sets these two while it
+# loads them (a value the user set wins), then restores the environment, so that libraries
+# loaded later (PyTorch's own libgomp, say) see exactly what the user set. A library that was
+# already loaded keeps its setting: import fasttrain before scipy.linalg to get this.
+POOL_MANNERS = {
+    "GOMP_SPINCOUNT": "1000",         # libgomp: spin briefly, then sleep on a futex
+    "OPENBLAS_THREAD_TIMEOUT": "4",   # OpenBLAS: spin 2^4 cycles, then sleep
+}
+
+
+@contextlib.contextmanager
+def loading_native_libraries():
+    """Set POOL_MANNERS (unless already set) while native libraries load; restore after."""
+    added = {k: v for k, v in POOL_MANNERS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)

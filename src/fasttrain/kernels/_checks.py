@@ -155,7 +155,6 @@ def gemm_operand(a: np.ndarray) -> np.ndarray:
     return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
 
 
-
 def inplace_arrays(arrays: dict[str, object], read_only: tuple[str, ...] = ()) -> None:
     """Arrays a kernel updates in place, checked together: each a float32/float64
     numpy.ndarray, all of one dtype and one shape, C-contiguous, aligned, in native byte order,

@@ -7,12 +7,15 @@ try:
 except ModuleNotFoundError as e:
     raise ImportError("numba is not installed (pip install 'fasttrain[numba]')") from e
 
-from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
-from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
-from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
-from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
-from fasttrain.kernels.numba.linear import linear_backward, linear_forward
-from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
+from fasttrain.threads import loading_native_libraries
+
+with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: why)
+    from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
+    from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
+    from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
+    from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
+    from fasttrain.kernels.numba.linear import linear_backward, linear_forward
+    from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
 
 __all__ = [
     "adamw_step",
