@@ -67,17 +67,17 @@ int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
                            int layout, int accumulate);
 
 // ----------------------------------------------------------------------------------------------
-// embedding lookup (embedding.c)
-//   out (N,E) = W[idx] rows;   W (V,E);   idx (N,) each in [0,V) (checked by the caller)
-void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N, int64_t E,
-                              int nthreads);
-void ft_embedding_forward_f64(double *out, const double *W, const int64_t *idx, int64_t N,
+// embedding lookup, plain (K = 1) or in bags of K rows summed (embedding.c)
+//   out (N,E) = sum over k < K of W[idx[i,k]] rows;   W (V,E);   idx (N,K) each in [0,V)
+void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N, int64_t K,
                               int64_t E, int nthreads);
-//   dW (V,E) = (accumulate = 0) or += (accumulate = 1) the rows of dout (N,E) summed by idx
+void ft_embedding_forward_f64(double *out, const double *W, const int64_t *idx, int64_t N,
+                              int64_t K, int64_t E, int nthreads);
+//   dW (V,E) = (accumulate = 0) or += (accumulate = 1) dout (N,E) rows summed by idx (N,K)
 void ft_embedding_backward_f32(float *dW, const float *dout, const int64_t *idx, int64_t N,
-                               int64_t V, int64_t E, int accumulate, int nthreads);
+                               int64_t K, int64_t V, int64_t E, int accumulate, int nthreads);
 void ft_embedding_backward_f64(double *dW, const double *dout, const int64_t *idx, int64_t N,
-                               int64_t V, int64_t E, int accumulate, int nthreads);
+                               int64_t K, int64_t V, int64_t E, int accumulate, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
 // activations, elementwise over n values (tanh.c, gelu.c); in place allowed (y = x, dx = dy)

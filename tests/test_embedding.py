@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fasttrain
-from fasttrain.kernels import embedding_backward, embedding_forward
+from fasttrain.kernels import (embedding_backward, embedding_bag_backward, embedding_bag_forward,
+                               embedding_forward)
 from conftest import assert_close
 
 
@@ -103,3 +104,70 @@ def _bad(kind):
 def test_bad_input(kind, exc, message):
     with pytest.raises(exc, match=message):
         _bad(kind)()
+
+
+# ---------------------------------------------------------------------------------------------
+# bags: K rows summed per output row (F.embedding_bag, mode="sum")
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("V,E,N,K", [(1, 1, 1, 1), (7, 3, 5, 4), (2048, 512, 1024, 8),
+                                     (50, 13, 9, 0), (50, 13, 0, 3)],
+                         ids=["1x1", "7x3", "mlp-tables", "K0", "N0"])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
+def test_bag_matches_reference(backend, threads, dtype, V, E, N, K, accumulate):
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((V, E)).astype(dtype)
+    idx = rng.integers(0, V, size=(N, K))
+    dout = rng.standard_normal((N, E)).astype(dtype)
+    out = embedding_bag_forward(idx, W, backend=backend)
+    ref = embedding_bag_forward(idx, W, backend="numpy")
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-6, atol=1e-6)
+    assert out.shape == (N, E)
+    assert_close(out, ref, **tol, what="bag forward")
+    start = rng.standard_normal(W.shape).astype(dtype)
+    dW = embedding_bag_backward(idx, dout, start.copy(), accumulate=accumulate, backend=backend)
+    ref = embedding_bag_backward(idx, dout, start.copy(), accumulate=accumulate, backend="numpy")
+    assert_close(dW, ref, **tol, what="bag backward")
+
+
+def test_bag_same_bits_for_any_thread_count(backend):
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((2048, 96)).astype(np.float32)
+    idx = rng.integers(0, 2048, size=(700, 8))
+    dout = rng.standard_normal((700, 96)).astype(np.float32)
+    before = fasttrain.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fasttrain.set_num_threads(n)
+            results.append((embedding_bag_forward(idx, W, backend=backend),
+                            embedding_bag_backward(idx, dout, np.empty_like(W), backend=backend)))
+    finally:
+        fasttrain.set_num_threads(before)
+    for out, dW in results[1:]:
+        assert np.array_equal(out, results[0][0]) and np.array_equal(dW, results[0][1])
+
+
+def test_bag_matches_pytorch(backend, torch):
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((100, 16))
+    idx = rng.integers(0, 100, size=(32, 5))
+    dout = rng.standard_normal((32, 16))
+    Wt = torch.tensor(W, requires_grad=True)
+    out_t = torch.nn.functional.embedding_bag(torch.tensor(idx), Wt, mode="sum")
+    out_t.backward(torch.tensor(dout))
+    assert_close(embedding_bag_forward(idx, W, backend=backend), out_t.detach().numpy(),
+                 rtol=1e-12, atol=1e-12, what="bag vs torch")
+    assert_close(embedding_bag_backward(idx, dout, np.empty_like(W), backend=backend),
+                 Wt.grad.numpy(), rtol=1e-12, atol=1e-12, what="bag dW vs torch")
+
+
+@pytest.mark.parametrize("call,exc,message", [
+    (lambda W: embedding_bag_forward(np.array([0, 1]), W), ValueError, r"idx must be 2-D \(N, K\)"),
+    (lambda W: embedding_bag_forward(np.array([[0, 5]]), W), ValueError, r"idx\[0, 1\] = 5"),
+    (lambda W: embedding_bag_backward(np.zeros((2, 3), int), np.zeros((2, 4, 3), np.float32),
+                                      np.zeros_like(W)), ValueError, r"dout must have shape \(2, 3\)"),
+], ids=["idx-1d", "idx-high", "dout-shape"])
+def test_bag_bad_input(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call(np.zeros((5, 3), np.float32))

@@ -21,7 +21,12 @@ from fasttrain.kernels.adamw import (
     sum_of_squares,
 )
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
-from fasttrain.kernels.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.embedding import (
+    embedding_backward,
+    embedding_bag_backward,
+    embedding_bag_forward,
+    embedding_forward,
+)
 from fasttrain.kernels.gelu import gelu_backward, gelu_forward
 from fasttrain.kernels.linear import linear_backward, linear_forward
 from fasttrain.kernels.tanh import tanh_backward, tanh_forward
@@ -33,6 +38,8 @@ KERNELS = (
     "linear_backward",
     "embedding_forward",
     "embedding_backward",
+    "embedding_bag_forward",
+    "embedding_bag_backward",
     "tanh_forward",
     "tanh_backward",
     "gelu_forward",
@@ -55,6 +62,8 @@ __all__ = [
     "softmax_cross_entropy",
     "embedding_forward",
     "embedding_backward",
+    "embedding_bag_forward",
+    "embedding_bag_backward",
     "tanh_forward",
     "tanh_backward",
     "gelu_forward",

@@ -1,5 +1,6 @@
-"""embedding_forward / embedding_backward: the public front (validation, then dispatch).
-The mathematics is in ref/embedding.py (the spec), csrc/embedding.c and numba/embedding.py."""
+"""The embedding kernels' public fronts (validation, then dispatch): plain lookups, and bags of K
+rows summed. The mathematics is in ref/embedding.py (the spec), csrc/embedding.c and
+numba/embedding.py."""
 from __future__ import annotations
 
 from fasttrain.kernels import _checks
@@ -16,11 +17,8 @@ def embedding_forward(idx, W, *, out=None, backend=None):
     Returns:
         out (or a new array), (..., E).
     """
-    W = _checks.float_input("W", W, 2, "(V, E)")
-    V, E = W.shape
-    idx = _checks.index_input("idx", idx)
-    _checks.index_range("idx", idx, V)
-    out = _checks.output("out", out, idx.shape + (E,), W.dtype, {"W": W, "idx": idx})
+    W, idx = _table_and_indices(W, idx, bag=False)
+    out = _checks.output("out", out, idx.shape + W.shape[1:], W.dtype, {"W": W, "idx": idx})
     return implementation("embedding_forward", backend)(idx, W, out)
 
 
@@ -37,16 +35,66 @@ def embedding_backward(idx, dout, dW, *, accumulate=False, backend=None):
         dW. Summation order is fixed (i ascending for every element): the same bits for any
         thread count.
     """
+    idx, dout, dW = _gradient_args(idx, dout, dW, bag=False)
+    return implementation("embedding_backward", backend)(idx, dout, dW,
+                                                         accumulate=bool(accumulate))
+
+
+def embedding_bag_forward(idx, W, *, out=None, backend=None):
+    """Sums of K rows of W: ``out[i, :] = sum over k of W[idx[i, k], :]``, as
+    ``F.embedding_bag(idx, W, mode="sum")`` with idx (N, K).
+
+    Args:
+        idx: (N, K) integer array, every value in [0, V).
+        W: (V, E) float32 or float64 (copied first if not C-contiguous).
+        out: (N, E) buffer of W's dtype, C-contiguous, not overlapping W.
+    Returns:
+        out (or a new array), (N, E).
+    """
+    W, idx = _table_and_indices(W, idx, bag=True)
+    out = _checks.output("out", out, (idx.shape[0], W.shape[1]), W.dtype, {"W": W, "idx": idx})
+    return implementation("embedding_bag_forward", backend)(idx, W, out)
+
+
+def embedding_bag_backward(idx, dout, dW, *, accumulate=False, backend=None):
+    """The gradient of embedding_bag_forward: ``dW[v, :] = sum of dout[i, :] over every (i, k)
+    with idx[i, k] == v``, written into dW (=), or added to it with accumulate=True (+=).
+
+    Args:
+        idx: (N, K) integer array, every value in [0, V).
+        dout: (N, E) the gradient of the forward's output, float32 or float64.
+        dW: (V, E) buffer of dout's dtype, C-contiguous, not overlapping dout.
+    Returns:
+        dW, summed in a fixed order (the same bits for any thread count).
+    """
+    idx, dout, dW = _gradient_args(idx, dout, dW, bag=True)
+    return implementation("embedding_bag_backward", backend)(idx, dout, dW,
+                                                             accumulate=bool(accumulate))
+
+
+def _indices(idx, V: int, bag: bool):
+    idx = _checks.index_input("idx", idx)
+    if bag and idx.ndim != 2:
+        raise ValueError(f"idx must be 2-D (N, K) for a bag, got shape {idx.shape}")
+    _checks.index_range("idx", idx, V)
+    return idx
+
+
+def _table_and_indices(W, idx, bag: bool):
+    W = _checks.float_input("W", W, 2, "(V, E)")
+    return W, _indices(idx, W.shape[0], bag)
+
+
+def _gradient_args(idx, dout, dW, bag: bool):
     dW = _checks.ndarray("dW", dW)
     if dW.ndim != 2:
         raise ValueError(f"dW must be 2-D (V, E), got shape {dW.shape}")
     V, E = dW.shape
-    idx = _checks.index_input("idx", idx)
-    _checks.index_range("idx", idx, V)
+    idx = _indices(idx, V, bag)
     dout = _checks.float_input("dout", dout, None)
-    if dout.shape != idx.shape + (E,):
-        raise ValueError(f"dout must have shape {idx.shape + (E,)} (idx.shape + (E,)), "
-                         f"got {dout.shape}")
+    want = (idx.shape[0], E) if bag else idx.shape + (E,)
+    if dout.shape != want:
+        raise ValueError(f"dout must have shape {want} "
+                         f"({'(N, E)' if bag else 'idx.shape + (E,)'}), got {dout.shape}")
     _checks.output("dW", dW, (V, E), dout.dtype, {"dout": dout, "idx": idx})
-    return implementation("embedding_backward", backend)(idx, dout, dW,
-                                                         accumulate=bool(accumulate))
+    return idx, dout, dW

@@ -8,7 +8,12 @@ from fasttrain.threads import loading_native_libraries
 with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (threads.py: why)
     from fasttrain.kernels.c.adamw import adamw_step, sgd_step, sum_of_squares
     from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
-    from fasttrain.kernels.c.embedding import embedding_backward, embedding_forward
+    from fasttrain.kernels.c.embedding import (
+        embedding_backward,
+        embedding_bag_backward,
+        embedding_bag_forward,
+        embedding_forward,
+    )
     from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
     from fasttrain.kernels.c.linear import linear_backward, linear_forward
     from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
@@ -16,6 +21,8 @@ with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (thre
 __all__ = [
     "adamw_step",
     "embedding_backward",
+    "embedding_bag_backward",
+    "embedding_bag_forward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",

@@ -59,13 +59,13 @@ cdef extern from "fasttrain.h" nogil:
     void ft_stream_scale_f32(float *a, int64_t n, float s, int nthreads)
 
     void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N,
-                                  int64_t E, int nthreads)
+                                  int64_t K, int64_t E, int nthreads)
     void ft_embedding_forward_f64(double *out, const double *W, const int64_t *idx, int64_t N,
-                                  int64_t E, int nthreads)
+                                  int64_t K, int64_t E, int nthreads)
     void ft_embedding_backward_f32(float *dW, const float *dout, const int64_t *idx, int64_t N,
-                                   int64_t V, int64_t E, int accumulate, int nthreads)
+                                   int64_t K, int64_t V, int64_t E, int accumulate, int nthreads)
     void ft_embedding_backward_f64(double *dW, const double *dout, const int64_t *idx, int64_t N,
-                                   int64_t V, int64_t E, int accumulate, int nthreads)
+                                   int64_t K, int64_t V, int64_t E, int accumulate, int nthreads)
 
     void ft_tanh_forward_f32(float *y, const float *x, int64_t n, int nthreads)
     void ft_tanh_forward_f64(double *y, const double *x, int64_t n, int nthreads)

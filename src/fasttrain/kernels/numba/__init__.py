@@ -12,7 +12,12 @@ from fasttrain.threads import loading_native_libraries
 with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: why)
     from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
     from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
-    from fasttrain.kernels.numba.embedding import embedding_backward, embedding_forward
+    from fasttrain.kernels.numba.embedding import (
+        embedding_backward,
+        embedding_bag_backward,
+        embedding_bag_forward,
+        embedding_forward,
+    )
     from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
     from fasttrain.kernels.numba.linear import linear_backward, linear_forward
     from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
@@ -20,6 +25,8 @@ with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: 
 __all__ = [
     "adamw_step",
     "embedding_backward",
+    "embedding_bag_backward",
+    "embedding_bag_forward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",

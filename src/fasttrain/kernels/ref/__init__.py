@@ -6,7 +6,12 @@ fasttrain.kernels) and write their results into the given output buffers.
 """
 from fasttrain.kernels.ref.adamw import adamw_step, sgd_step, sum_of_squares
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
-from fasttrain.kernels.ref.embedding import embedding_backward, embedding_forward
+from fasttrain.kernels.ref.embedding import (
+    embedding_backward,
+    embedding_bag_backward,
+    embedding_bag_forward,
+    embedding_forward,
+)
 from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
 from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
@@ -14,6 +19,8 @@ from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 __all__ = [
     "adamw_step",
     "embedding_backward",
+    "embedding_bag_backward",
+    "embedding_bag_forward",
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
