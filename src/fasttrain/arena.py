@@ -145,6 +145,11 @@ class Arena:
     def built(self) -> bool:
         return self._spans is not None
 
+    def layout(self) -> list[list]:
+        """[name, shape, decay] of every parameter, in order: JSON-ready, what a checkpoint
+        records and must match to be loaded into this arena."""
+        return [[name, list(shape), decay] for name, (shape, decay) in self._declared.items()]
+
     def zero_grad(self) -> None:
         """grads = 0, in one pass over one buffer."""
         self.grads.fill(0)

@@ -1,11 +1,83 @@
-"""The `fasttrain` command: one subcommand per job."""
+"""The `fasttrain` command: one subcommand per job.
+
+    fasttrain train [--config FILE.toml] [--resume] [--key=value ...]
+    fasttrain sample --run DIR [--prompt TEXT] [--temperature T] [--top-k K] [--tokens N] [--seed S]
+    fasttrain eval --run DIR [--data PATH]
+    fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
+    fasttrain info
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 
-def _info(args: argparse.Namespace) -> int:
+def _train(args, rest) -> int:
+    from fasttrain.config import describe, parse_overrides
+    from fasttrain.train import resolve_config, train
+
+    if args.keys:
+        print("fasttrain train --key=value ...; keys, defaults and meanings:\n" + describe())
+        return 0
+    cfg = resolve_config(parse_overrides(rest), args.config, args.resume)
+    summary = train(cfg, resume=args.resume)
+    state = "interrupted" if summary["interrupted"] else "done"
+    print(f"{state}: step {summary['step']}, val loss {summary['val_loss']:.4f}, "
+          f"perplexity {summary['val_perplexity']:.2f}, {summary['seconds']:.0f} s, "
+          f"{summary['tokens_per_s'] / 1e3:.1f}k tokens/s; run in {summary['run_dir']}"
+          + (f", plot {summary['plot']}" if summary.get("plot") else ""))
+    return 130 if summary["interrupted"] else 0
+
+
+def _sample(args, rest) -> int:
+    from fasttrain.sample import generate, load_run
+
+    _, model, tokenizer = load_run(args.run)
+    print(generate(model, tokenizer, args.prompt, args.tokens, temperature=args.temperature,
+                   top_k=args.top_k, seed=args.seed))
+    return 0
+
+
+def _eval(args, rest) -> int:
+    from fasttrain.sample import evaluate_text
+
+    r = evaluate_text(args.run, args.data)
+    print(f"{r['source']}: {r['tokens']:,} tokens, loss {r['loss']:.4f}, "
+          f"perplexity {r['perplexity']:.2f}")
+    return 0
+
+
+def _schedule(args, rest) -> int:
+    from fasttrain.config import parse_overrides
+    from fasttrain.schedule import from_config
+    from fasttrain.train import resolve_config
+
+    cfg = resolve_config(parse_overrides(rest), args.config, resume=False)
+    lrs = from_config(cfg)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(range(len(lrs)), lrs)
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        ax.set_title(f"{cfg.schedule}: warmup {cfg.warmup}, lr {cfg.lr:g} -> min_lr {cfg.min_lr:g}")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}")
+        return 0
+    marks = sorted({0, cfg.warmup - 1, cfg.warmup, *range(0, cfg.steps, max(1, cfg.steps // 10)),
+                    cfg.steps - 1} & set(range(cfg.steps)))
+    for s in marks:
+        print(f"step {s:>7d}  lr {lrs[s]:.3e}")
+    return 0
+
+
+def _info(args, rest) -> int:
     from fasttrain.info import report
 
     print(report())
@@ -13,16 +85,58 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fasttrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fasttrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a language model (defaults: the built-in corpus)")
+    p.add_argument("--config", metavar="FILE", help="TOML file of flat key = value overrides")
+    p.add_argument("--resume", action="store_true", help="continue the run in out_dir")
+    p.add_argument("--keys", action="store_true", help="list every --key=value with its default")
+    p.set_defaults(handler=_train, free=True)
+
+    p = sub.add_parser("sample", help="generate text from a trained run")
+    p.add_argument("--run", required=True, metavar="DIR")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--tokens", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_sample)
+
+    p = sub.add_parser("eval", help="loss and perplexity of a run on its validation split or a text")
+    p.add_argument("--run", required=True, metavar="DIR")
+    p.add_argument("--data", default=None, metavar="PATH")
+    p.set_defaults(handler=_eval)
+
+    p = sub.add_parser("schedule", help="the learning rate over the steps of a config")
+    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.set_defaults(handler=_schedule, free=True)
+
     p = sub.add_parser("info", help="version, backends, SIMD level, threads and BLAS")
-    p.set_defaults(run=_info)
+    p.set_defaults(handler=_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    from fasttrain.checkpoint import CheckpointError
+    from fasttrain.config import ConfigError
+    from fasttrain.data import DataError
+    from fasttrain.train import TrainingError
+
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "free", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.handler(args, rest)
+    except (ConfigError, DataError, CheckpointError, TrainingError, ValueError) as e:
+        print(f"fasttrain {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fasttrain {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,282 @@
+"""The training loop, top to bottom: data, model, optimizer, then for every step
+forward + fused loss + backward, clip, AdamW, schedule; validation every so often; metrics,
+checkpoints and a plot. Everything that computes runs through fasttrain's kernels.
+
+    from fasttrain.config import TrainConfig
+    from fasttrain.train import train
+    summary = train(TrainConfig(steps=2000, out_dir="runs/quick"))
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fasttrain
+from fasttrain import checkpoint
+from fasttrain.config import ConfigError, TrainConfig
+from fasttrain.data import Batches, Corpus, all_windows
+from fasttrain.kernels import clip_coef, sum_of_squares
+from fasttrain.models import MLP
+from fasttrain.optim import SGD, AdamW
+from fasttrain.schedule import learning_rate
+
+CHECKPOINT = "ckpt.safetensors"
+METRICS = "metrics.jsonl"
+# the keys that fix a model's shape and its data: a checkpoint is only valid for the same ones
+MODEL_KEYS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "context", "n_embd",
+              "hidden", "activation", "optimizer")
+
+
+class TrainingError(RuntimeError):
+    """The run had to stop: a NaN/Inf loss or gradient, with the step named."""
+
+
+# ----------------------------------------------------------------------------------------------
+# pieces the loop is made of
+
+def build(cfg: TrainConfig, corpus: Corpus):
+    """The model (initialised from cfg.seed) and its optimizer."""
+    model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
+                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend)
+    model.init(cfg.seed)
+    if cfg.optimizer == "adamw":
+        opt = AdamW(model.arena, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                    weight_decay=cfg.weight_decay, backend=cfg.backend)
+    else:
+        opt = SGD(model.arena, lr=cfg.lr, momentum=cfg.beta1, weight_decay=cfg.weight_decay,
+                  backend=cfg.backend)
+    return model, opt
+
+
+def evaluate(model: MLP, tokens: np.ndarray, context: int, batch_size: int) -> float:
+    """Mean loss over every window of `tokens` (the whole validation split, in order)."""
+    total, count = 0.0, 0
+    for x, y in all_windows(tokens, context, batch_size):
+        total += model.loss(x, y) * len(y)
+        count += len(y)
+    return total / count
+
+
+def save_checkpoint(run: Path, step: int, model, opt, batches: Batches, cfg: TrainConfig,
+                    extra: dict) -> None:
+    arrays = {"params": model.arena.params, **opt.state_arrays()}
+    meta = {"step": step, "optimizer_steps": opt.step_count, "config": cfg.to_dict(),
+            "data_rng": batches.state(), "layout": model.arena.layout(),
+            "fasttrain": fasttrain.__version__, "threads": fasttrain.get_num_threads(), **extra}
+    checkpoint.save(run / CHECKPOINT, arrays, meta)
+
+
+def load_checkpoint(run: Path, model, opt, batches: Batches, cfg: TrainConfig) -> tuple[int, dict]:
+    """Restore params, optimizer state and data position; return (step, meta)."""
+    arrays, meta = checkpoint.load(run / CHECKPOINT)
+    saved = meta.get("config", {})
+    differ = [k for k in MODEL_KEYS if saved.get(k) != getattr(cfg, k)]
+    if differ or meta.get("layout") != model.arena.layout():
+        what = ", ".join(f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in differ)
+        raise checkpoint.CheckpointError(
+            f"{run / CHECKPOINT} was written for a different model: {what or 'parameter layout'}")
+    params = arrays.pop("params")
+    if params.shape != model.arena.params.shape or params.dtype != model.arena.params.dtype:
+        raise checkpoint.CheckpointError(f"{run / CHECKPOINT}: params has shape {params.shape}, "
+                                         f"the model needs {model.arena.params.shape}")
+    model.arena.params[...] = params
+    opt.load_state(arrays, meta["optimizer_steps"])
+    batches.set_state(meta["data_rng"])
+    return meta["step"], meta
+
+
+def train_step(model, opt, micro_batches, lr: float, grad_clip: float) -> tuple[float, float]:
+    """One optimizer step: forward + backward over each (x, y) micro-batch, gradients summed in
+    the arena, then one AdamW (or SGD) pass that also averages and clips them (grad_scale).
+    Returns (mean loss, gradient norm before clipping); the parameters change only when both
+    are finite, so a NaN never reaches them."""
+    model.arena.zero_grad()
+    losses = [model.forward_backward(x, y) for x, y in micro_batches]
+    k = len(losses)
+    # the arena holds the sum of the micro-batches' mean gradients; the gradient is that / k
+    norm = math.sqrt(sum_of_squares(model.arena.grads, backend=model.backend)) / k
+    loss = sum(losses) / k
+    if math.isfinite(loss) and math.isfinite(norm):
+        clip = clip_coef(norm, grad_clip) if grad_clip > 0 else 1.0
+        opt.step(lr=lr, grad_scale=clip / k)
+    return loss, norm
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop at the next step boundary (and save); a second Ctrl-C
+    interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Log:
+    """Metrics as JSON lines in the run directory; a progress bar on a terminal, plain lines
+    otherwise."""
+
+    def __init__(self, run: Path, cfg: TrainConfig, start: int, progress: bool | None):
+        path = run / METRICS
+        # on resume, drop what an interrupted run logged after its last checkpoint
+        kept = []
+        if start > 0 and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= start]
+        path.write_text("".join(line + "\n" for line in kept))
+        self.file = open(path, "a")
+        self.cfg = cfg
+        tty = sys.stderr.isatty() if progress is None else progress
+        self.bar = None
+        if tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.steps, initial=start, unit="step", dynamic_ncols=True)
+
+    def write(self, **record) -> None:
+        self.file.write(json.dumps(record) + "\n")
+
+    def step(self, step: int, loss: float, lr: float, norm: float, tok_s: float) -> None:
+        self.write(step=step, split="train", loss=loss, lr=lr, grad_norm=norm, tokens_per_s=tok_s)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s / 1e3:.1f}k",
+                                 refresh=False)
+        elif step % self.cfg.log_interval == 0 or step == self.cfg.steps:
+            print(f"step {step:>6d}/{self.cfg.steps} | loss {loss:.4f} | lr {lr:.2e} | "
+                  f"grad norm {norm:.3f} | {tok_s / 1e3:.1f}k tok/s", flush=True)
+
+    def eval(self, step: int, val_loss: float) -> None:
+        ppl = math.exp(val_loss)
+        self.write(step=step, split="val", loss=val_loss, perplexity=ppl)
+        self.file.flush()
+        msg = f"step {step:>6d}: val loss {val_loss:.4f}, perplexity {ppl:.2f}"
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def note(self, msg: str) -> None:
+        (self.bar.write if self.bar is not None else print)(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.file.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train per cfg (resuming from its out_dir's checkpoint if asked); return a summary."""
+    cfg.validate()
+    run = Path(cfg.out_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if resume and not (run / CHECKPOINT).exists():
+        raise checkpoint.CheckpointError(f"--resume: {run / CHECKPOINT} does not exist")
+    if cfg.threads:
+        fasttrain.set_num_threads(cfg.threads)
+
+    # 1. data: tokenised once into the run directory, memory-mapped from there
+    corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size, cfg.val_fraction,
+                            cfg.context)
+    micro_batch = cfg.batch_size // cfg.grad_accum
+    batches = Batches(corpus.train, cfg.context, micro_batch, seed=cfg.seed + 1)
+
+    # 2. model and optimizer, or their state at the last checkpoint
+    model, opt = build(cfg, corpus)
+    start = 0
+    if resume:
+        start, _ = load_checkpoint(run, model, opt, batches, cfg)
+    cfg.save(run / "config.json")
+    log = _Log(run, cfg, start, progress)
+    log.note(f"fasttrain: {model.num_params:,} parameters, {len(corpus.train):,} train / "
+             f"{len(corpus.val):,} val tokens, backend {cfg.backend}, "
+             f"{fasttrain.get_num_threads()} threads" + (f", resuming at step {start}" if start else ""))
+
+    summary = {"start_step": start, "skipped_steps": 0}
+    step, val_loss, t_start, tokens = start, float("nan"), time.perf_counter(), 0
+    try:
+        with _StopFlag() as stop:
+            while step < cfg.steps and not stop.requested:
+                if step % cfg.eval_interval == 0:
+                    val_loss = evaluate(model, corpus.val, cfg.context, micro_batch)
+                    log.eval(step, val_loss)
+                lr = learning_rate(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup,
+                                   steps=cfg.steps, schedule=cfg.schedule)
+                t0 = time.perf_counter()
+
+                micro = (batches.next() for _ in range(cfg.grad_accum))
+                loss, norm = train_step(model, opt, micro, lr, cfg.grad_clip)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    what = f"step {step + 1}: loss {loss}, gradient norm {norm}"
+                    if cfg.on_nonfinite == "stop":
+                        raise TrainingError(f"{what}: stopping; the last good checkpoint is "
+                                            f"{run / CHECKPOINT}" if step > 0 else what)
+                    log.note(f"{what}: step skipped")
+                    summary["skipped_steps"] += 1
+                    step += 1
+                    continue
+
+                step += 1
+                tokens += cfg.batch_size
+                log.step(step, loss, lr, norm, cfg.batch_size / (time.perf_counter() - t0))
+                if step % cfg.checkpoint_interval == 0:
+                    save_checkpoint(run, step, model, opt, batches, cfg, {})
+
+            if stop.requested:
+                log.note(f"interrupted: saving a checkpoint at step {step}")
+            else:
+                val_loss = evaluate(model, corpus.val, cfg.context, micro_batch)
+                log.eval(step, val_loss)
+            save_checkpoint(run, step, model, opt, batches, cfg, {"val_loss": val_loss})
+    finally:
+        log.close()
+
+    seconds = time.perf_counter() - t_start
+    summary.update(step=step, val_loss=val_loss, val_perplexity=math.exp(val_loss),
+                   seconds=seconds, tokens_per_s=tokens / seconds if seconds else 0.0,
+                   interrupted=step < cfg.steps, run_dir=str(run))
+    if step >= cfg.steps:
+        from fasttrain.plot import plot_run
+
+        summary["plot"] = plot_run(run)
+    return summary
+
+
+def resolve_config(overrides: dict, config_file: str | None, resume: bool) -> TrainConfig:
+    """The run's configuration: defaults (or, on resume, the run's saved config.json), then the
+    TOML file, then --key=value overrides."""
+    cfg = TrainConfig()
+    if config_file:
+        from fasttrain.config import load_toml
+
+        cfg = cfg.override(load_toml(config_file), f"--config {config_file}")
+    if resume:
+        out_dir = overrides.get("out_dir", cfg.out_dir)
+        saved = Path(out_dir) / "config.json"
+        if not saved.exists():
+            raise ConfigError(f"--resume: {saved} does not exist (no run to resume there)")
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text()), str(saved))
+    return cfg.override(overrides, "command line").validate()
