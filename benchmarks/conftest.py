@@ -12,6 +12,12 @@ import pytest
 import fasttrain
 from fasttrain.kernels import backend_status
 
+# Load the C backend (libgomp, scipy's OpenBLAS) before anything imports torch: torch puts its own
+# libgomp in the global symbol scope, and a C backend loaded after it would run on that runtime,
+# without fasttrain's pool manners (fasttrain/threads.py), and lose a third of a training step to
+# spinning threads.
+backend_status()
+
 THREADS = 2
 
 
