@@ -296,12 +296,12 @@ def test_fortran_ordered_inputs(backend, fortran):
         if fortran in (name, "all"):
             args[name] = np.asfortranarray(args[name])
             assert not args[name].flags.c_contiguous
+    # Held to the reference's tolerance, not to the bits of the C-ordered call: a transposed
+    # operand takes another GEMM micro-kernel (OpenBLAS's SkylakeX kernels round NT and NN
+    # differently in the last bit, seen on a 16-core AVX-512 Xeon), and a Fortran-ordered dy is
+    # summed for db in another order.
     check_forward(backend, args["x"], args["W"], b)
     check_backward(backend, args["x"], args["W"], args["dy"])
-    # the same values as C-ordered inputs give, bit for bit for the GEMMs
-    want = linear_backward(x, W, dy, backend=backend)
-    got = linear_backward(args["x"], args["W"], args["dy"], backend=backend)
-    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 def test_transposed_views_are_not_copied():
