@@ -82,6 +82,26 @@ def test_one_step_matches_pytorch(torch, backend, activation, first_layer):
         assert_close(model.arena.grad(name), g, rtol=1e-4, atol=1e-6, what=name)
 
 
+def test_gradient_accumulation_matches_one_big_batch(corpus_file, tmp_path):
+    """batch_size 64 as 4 micro-batches of 16 takes the same steps as 64 at once: the arena sums
+    the micro-batches' mean gradients and the optimizer's grad_scale divides by 4. SGD, since
+    Adam would hide a wrong scale (its update does not depend on the gradient's scale)."""
+    from fasttrain.data import Batches, Corpus
+    from fasttrain.train import build, train_step
+
+    cfg = tiny(corpus_file, tmp_path / "run", optimizer="sgd", grad_clip=0.0)
+    corpus = Corpus.prepare(tmp_path / "run", cfg.data, "bytes", 0, 0.1, cfg.context)
+    x, y = Batches(corpus.train, cfg.context, 64, seed=0).next()
+    params = []
+    for k in (1, 4):
+        model, opt = build(cfg, corpus)
+        for step in range(3):
+            micro = [(x[i::k], y[i::k]) for i in range(k)]
+            train_step(model, opt, micro, 0.5, cfg.grad_clip)
+        params.append(model.arena.params.copy())
+    assert_close(params[1], params[0], rtol=1e-5, atol=1e-6, what="accumulated vs one batch")
+
+
 def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
     full = tiny(corpus_file, tmp_path / "full", steps=30)
     train(full, progress=False)
