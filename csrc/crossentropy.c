@@ -21,6 +21,7 @@
 #include <string.h>
 #include "fasttrain.h"
 #include "real.h"
+#include "crossentropy.h"
 
 // Below this many logits one thread is faster than waking a team.
 #define CE_PARALLEL_MIN (1 << 15)
@@ -63,20 +64,20 @@ FT_CLONES static real FT_FN(ce_row)(real *d, const real *x, int64_t V, int64_t t
     return loss;
 }
 
-double FT_FN(ft_crossentropy)(real *dlogits, real *losses, const real *logits,
-                              const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
-                              int reduction, double label_smoothing, int nthreads) {
-    int64_t n_valid = 0;
-    for (int64_t i = 0; i < N; i++) n_valid += targets[i] != ignore_index;
+real FT_FN(ft_internal_ce_scale)(int64_t n_valid, int reduction) {
     // PyTorch divides the mean by the count of non-ignored rows; with none, every row's gradient
     // is zero and the loss is 0/0 = NaN (torch gives the same).
-    const real scale =
-        reduction == FT_REDUCTION_MEAN ? (n_valid > 0 ? (real)(1.0 / (double)n_valid) : 0) : 1;
-    const real eps = (real)label_smoothing;
+    if (reduction != FT_REDUCTION_MEAN) return 1;
+    return n_valid > 0 ? (real)(1.0 / (double)n_valid) : 0;
+}
 
+void FT_FN(ft_internal_ce_rows)(real *dlogits, real *losses, const real *logits,
+                                const int64_t *targets, int64_t N, int64_t V,
+                                int64_t ignore_index, real eps, real scale, int nthreads) {
     // Rows are independent and each is computed by one thread, start to end: the result is the
     // same bits for any thread count.
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (N * V >= CE_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(nthreads) \
+    if (nthreads > 1 && N * V >= CE_PARALLEL_MIN)
     for (int64_t i = 0; i < N; i++) {
         real *d = dlogits + i * V;
         const real *x = logits + i * V;
@@ -87,10 +88,24 @@ double FT_FN(ft_crossentropy)(real *dlogits, real *losses, const real *logits,
             losses[i] = FT_FN(ce_row)(d, x, V, targets[i], eps, scale);
         }
     }
+}
 
+double FT_FN(ft_internal_ce_total)(const real *losses, int64_t N, int64_t n_valid,
+                                   int reduction) {
     if (reduction == FT_REDUCTION_NONE) return 0;
     double total = 0;  // serial, in row order: deterministic
     for (int64_t i = 0; i < N; i++) total += losses[i];
     if (reduction == FT_REDUCTION_SUM) return total;
     return n_valid > 0 ? total / (double)n_valid : NAN;
+}
+
+double FT_FN(ft_crossentropy)(real *dlogits, real *losses, const real *logits,
+                              const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
+                              int reduction, double label_smoothing, int nthreads) {
+    int64_t n_valid = 0;
+    for (int64_t i = 0; i < N; i++) n_valid += targets[i] != ignore_index;
+    FT_FN(ft_internal_ce_rows)(dlogits, losses, logits, targets, N, V, ignore_index,
+                               (real)label_smoothing, FT_FN(ft_internal_ce_scale)(n_valid, reduction),
+                               nthreads);
+    return FT_FN(ft_internal_ce_total)(losses, N, n_valid, reduction);
 }

@@ -67,6 +67,31 @@ int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
                            int layout, int accumulate);
 
 // ----------------------------------------------------------------------------------------------
+// linear layer + softmax cross-entropy, forward and backward fused by chunks of rows
+// (linear_crossentropy.c); the logits exist only chunk_rows at a time, in `work`
+//   *loss      =  the reduced loss as ft_crossentropy returns it (0 for FT_REDUCTION_NONE)
+//   losses (N,)   =  per-row loss, 0 for rows whose target is ignore_index
+//   dx (N,C)      =  dlogits W                          NULL: not computed
+//   dW (V,C)      =  dlogits^T x   (+= if accumulate)
+//   db (V,)       =  column sums of dlogits  (+= if accumulate)   NULL: not computed
+//   work (chunk_rows,V)  scratch (the chunk's logits, then its gradient)
+//   x (N,C)   W (V,C)   b (V,) or NULL   targets (N,) in [0,V) or == ignore_index; all C-ordered
+// Returns 0, or FT_ERR_BLAS_INT (nothing written) when N, C or V exceeds BLAS's 32-bit int.
+// `nthreads` is the team of the cross-entropy rows between the GEMMs.
+int ft_linear_crossentropy_f32(ft_gemm_f32 gemm, double *loss, float *losses, float *dx,
+                               float *dW, float *db, float *work, const float *x, const float *W,
+                               const float *b, const int64_t *targets, int64_t N, int64_t C,
+                               int64_t V, int64_t chunk_rows, int64_t ignore_index,
+                               int reduction, double label_smoothing, int accumulate,
+                               int nthreads);
+int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
+                               double *dW, double *db, double *work, const double *x,
+                               const double *W, const double *b, const int64_t *targets,
+                               int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
+                               int64_t ignore_index, int reduction, double label_smoothing,
+                               int accumulate, int nthreads);
+
+// ----------------------------------------------------------------------------------------------
 // embedding lookup, plain (K = 1) or in bags of K rows summed (embedding.c)
 //   out (N,E) = sum over k < K of W[idx[i,k]] rows;   W (V,E);   idx (N,K) each in [0,V)
 void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N, int64_t K,

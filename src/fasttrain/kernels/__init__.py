@@ -29,6 +29,7 @@ from fasttrain.kernels.embedding import (
 )
 from fasttrain.kernels.gelu import gelu_backward, gelu_forward
 from fasttrain.kernels.linear import linear_backward, linear_forward
+from fasttrain.kernels.linear_crossentropy import linear_cross_entropy
 from fasttrain.kernels.tanh import tanh_backward, tanh_forward
 
 # The kernels every backend module exports, under these names (tests/test_backends.py checks).
@@ -36,6 +37,7 @@ KERNELS = (
     "softmax_cross_entropy",
     "linear_forward",
     "linear_backward",
+    "linear_cross_entropy",
     "embedding_forward",
     "embedding_backward",
     "embedding_bag_forward",
@@ -58,6 +60,7 @@ __all__ = [
     "get_backend",
     "linear_backward",
     "linear_forward",
+    "linear_cross_entropy",
     "set_backend",
     "softmax_cross_entropy",
     "embedding_forward",

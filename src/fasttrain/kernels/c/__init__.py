@@ -16,6 +16,7 @@ with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (thre
     )
     from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
     from fasttrain.kernels.c.linear import linear_backward, linear_forward
+    from fasttrain.kernels.c.linear_crossentropy import linear_cross_entropy
     from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "linear_cross_entropy",
     "sgd_step",
     "softmax_cross_entropy",
     "sum_of_squares",

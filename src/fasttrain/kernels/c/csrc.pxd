@@ -38,6 +38,19 @@ cdef extern from "fasttrain.h" nogil:
                                const double *x, const double *W, const double *dy, int64_t N,
                                int64_t C, int64_t OC, int layout, int accumulate)
 
+    int ft_linear_crossentropy_f32(ft_gemm_f32 gemm, double *loss, float *losses, float *dx,
+                                   float *dW, float *db, float *work, const float *x,
+                                   const float *W, const float *b, const int64_t *targets,
+                                   int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
+                                   int64_t ignore_index, int reduction, double label_smoothing,
+                                   int accumulate, int nthreads)
+    int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
+                                   double *dW, double *db, double *work, const double *x,
+                                   const double *W, const double *b, const int64_t *targets,
+                                   int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
+                                   int64_t ignore_index, int reduction, double label_smoothing,
+                                   int accumulate, int nthreads)
+
     void ft_adamw_f32(float *param, float *m, float *v, const float *grad, int64_t n,
                       int64_t step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double grad_scale, int nthreads)

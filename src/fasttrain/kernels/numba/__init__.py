@@ -20,6 +20,7 @@ with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: 
     )
     from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
     from fasttrain.kernels.numba.linear import linear_backward, linear_forward
+    from fasttrain.kernels.numba.linear_crossentropy import linear_cross_entropy
     from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "linear_cross_entropy",
     "sgd_step",
     "softmax_cross_entropy",
     "sum_of_squares",

@@ -10,42 +10,47 @@ from fasttrain.kernels.numba._threads import use_library_threads
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
+@njit(cache=True, nogil=True)
+def _ce_row(d, x, t, eps, scale):
+    # one row: d (V,) = scale * (p - target distribution); returns the row's loss. d may be x.
+    V = x.shape[0]
+    # sweep 1: max (and the sum, for the smoothing term)
+    m = -np.inf
+    sum_x = 0.0
+    for j in range(V):
+        m = x[j] if x[j] > m else m
+        sum_x += x[j]
+    x_t = x[t]
+    # sweep 2: d_j = exp(x_j - m), s = sum d_j
+    s = 0.0
+    for j in range(V):
+        e = math.exp(x[j] - m)
+        d[j] = e
+        s += e
+    # sweep 3: d_j = scale * (p_j - eps / V), then the target's -scale * (1 - eps)
+    a = scale / s
+    b = scale * eps / V
+    for j in range(V):
+        d[j] = d[j] * a - b
+    d[t] -= scale * (1 - eps)
+    lse = m + math.log(s)
+    loss = (1 - eps) * (lse - x_t)
+    if eps > 0:
+        loss += eps * (lse - sum_x / V)
+    return loss
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _crossentropy(dlogits, losses, logits, targets, ignore_index, eps, scale):
     # dlogits (N, V) =, losses (N,) =, logits (N, V), targets (N,); dlogits may be logits
-    N, V = logits.shape
+    N = logits.shape[0]
     for i in prange(N):
         t = targets[i]
-        d = dlogits[i]
         if t == ignore_index:
-            d[:] = 0
+            dlogits[i, :] = 0
             losses[i] = 0
-            continue
-        x = logits[i]
-        # sweep 1: max (and the sum, for the smoothing term)
-        m = -np.inf
-        sum_x = 0.0
-        for j in range(V):
-            m = x[j] if x[j] > m else m
-            sum_x += x[j]
-        x_t = x[t]
-        # sweep 2: d_j = exp(x_j - m), s = sum d_j
-        s = 0.0
-        for j in range(V):
-            e = math.exp(x[j] - m)
-            d[j] = e
-            s += e
-        # sweep 3: d_j = scale * (p_j - eps / V), then the target's -scale * (1 - eps)
-        a = scale / s
-        b = scale * eps / V
-        for j in range(V):
-            d[j] = d[j] * a - b
-        d[t] -= scale * (1 - eps)
-        lse = m + math.log(s)
-        loss = (1 - eps) * (lse - x_t)
-        if eps > 0:
-            loss += eps * (lse - sum_x / V)
-        losses[i] = loss
+        else:
+            losses[i] = _ce_row(dlogits[i], logits[i], t, eps, scale)
 
 
 def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, label_smoothing):

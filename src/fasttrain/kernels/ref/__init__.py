@@ -14,6 +14,7 @@ from fasttrain.kernels.ref.embedding import (
 )
 from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
 from fasttrain.kernels.ref.linear import linear_backward, linear_forward
+from fasttrain.kernels.ref.linear_crossentropy import linear_cross_entropy
 from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "gelu_forward",
     "linear_backward",
     "linear_forward",
+    "linear_cross_entropy",
     "sgd_step",
     "softmax_cross_entropy",
     "sum_of_squares",

@@ -1,0 +1,125 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""C backend of linear_cross_entropy: pointers into csrc/linear_crossentropy.c, the GIL released,
+scipy's BLAS GEMM passed in as for linear_forward (see linear.pyx).
+
+The spec is fasttrain.kernels.ref.linear_crossentropy; fasttrain.kernels.linear_crossentropy
+validates the arguments (all arrays C-contiguous here) and chooses chunk_rows before they get
+here. This module allocates the (chunk_rows, V) scratch buffer and the (N,) row losses as numpy
+arrays, so that tracemalloc sees them. The typed memoryviews below still refuse a wrong dtype or
+layout and the shapes are checked again, so that no call of this module can touch memory out of
+bounds.
+"""
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from libc.stdint cimport int64_t
+
+import numpy as np
+from scipy.linalg import cython_blas
+
+from fasttrain.threads import blas_loaded, get_num_threads
+
+from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_REDUCTION_SUM,
+                   ft_gemm_f32, ft_gemm_f64, ft_linear_crossentropy_f32,
+                   ft_linear_crossentropy_f64)
+
+_REDUCTIONS = {"none": FT_REDUCTION_NONE, "mean": FT_REDUCTION_MEAN, "sum": FT_REDUCTION_SUM}
+
+
+cdef void *_blas_function(str name) except NULL:
+    """The C address of scipy.linalg.cython_blas.<name>, after checking that its signature is
+    the LP64 one (32-bit int sizes) that csrc/fasttrain.h declares (as in linear.pyx)."""
+    capsule = cython_blas.__pyx_capi__[name]
+    cdef const char *signature = PyCapsule_GetName(capsule)
+    if not signature.decode().startswith("void (char *, char *, int *, int *, int *, "):
+        raise ImportError(f"scipy.linalg.cython_blas.{name} has an unexpected signature "
+                          f"{signature.decode()!r}; fasttrain expects 32-bit int sizes")
+    return PyCapsule_GetPointer(capsule, signature)
+
+
+cdef ft_gemm_f32 _sgemm = <ft_gemm_f32>_blas_function("sgemm")
+cdef ft_gemm_f64 _dgemm = <ft_gemm_f64>_blas_function("dgemm")
+blas_loaded()  # scipy's OpenBLAS is loaded now: give it the library's thread count
+
+ctypedef fused real:
+    float
+    double
+
+# The team of the cross-entropy rows between the GEMMs. Measured (README, "Fused linear +
+# cross-entropy"): see _CE_THREADS_WHY.
+_CE_THREADS = None
+
+
+def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
+                         label_smoothing, chunk_rows, accumulate):
+    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs;
+    # dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
+    N, C = x.shape
+    V = W.shape[0]
+    cdef int64_t rows = max(1, min(chunk_rows, N))
+    work = np.empty((rows if N else 0, V), dtype=x.dtype)  # (chunk_rows, V) scratch
+    losses = np.empty(N, dtype=x.dtype)                     # (N,)
+    cdef double loss
+    cdef int red = _REDUCTIONS[reduction]
+    cdef int nthreads = get_num_threads() if _CE_THREADS is None else _CE_THREADS
+    if x.dtype == np.float32:
+        loss = _lce[float](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
+                           label_smoothing, accumulate, nthreads)
+    else:
+        loss = _lce[double](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
+                            label_smoothing, accumulate, nthreads)
+    return (losses if red == FT_REDUCTION_NONE else loss), dx, dW, db
+
+
+cdef inline real *_ptr2(real[:, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return NULL
+    return &a[0, 0]
+
+
+cdef inline real *_ptr1(real[::1] a) noexcept nogil:
+    if a.shape[0] == 0:
+        return NULL
+    return &a[0]
+
+
+cdef inline const real *_in2(const real[:, ::1] a) noexcept nogil:
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return NULL
+    return &a[0, 0]
+
+
+cdef inline const real *_in1(const real[::1] a) noexcept nogil:
+    if a.shape[0] == 0:
+        return NULL
+    return &a[0]
+
+
+cdef double _lce(real[::1] losses, real[:, ::1] dx, real[:, ::1] dW, real[::1] db,
+                 real[:, ::1] work, const real[:, ::1] x, const real[:, ::1] W, const real[::1] b,
+                 const int64_t[::1] targets, int64_t rows, int64_t ignore_index, int red,
+                 double eps, bint accumulate, int nthreads) except? -1:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], V = W.shape[0]
+    if (W.shape[1] != C or dW.shape[0] != V or dW.shape[1] != C or targets.shape[0] != N
+            or losses.shape[0] != N or (b is not None and b.shape[0] != V)
+            or (db is not None and db.shape[0] != V)
+            or (dx is not None and (dx.shape[0] != N or dx.shape[1] != C))
+            or work.shape[1] != V or (N > 0 and work.shape[0] < rows)):
+        raise ValueError("linear_cross_entropy (C backend): shapes do not match")
+    cdef real *dx_p = NULL if dx is None else _ptr2(dx)
+    cdef real *db_p = NULL if db is None else _ptr1(db)
+    cdef const real *b_p = NULL if b is None else _in1(b)
+    cdef const int64_t *t_p = NULL if N == 0 else &targets[0]
+    cdef double loss = 0
+    cdef int err
+    with nogil:
+        if real is float:
+            err = ft_linear_crossentropy_f32(_sgemm, &loss, _ptr1(losses), dx_p, _ptr2(dW), db_p,
+                                             _ptr2(work), _in2(x), _in2(W), b_p, t_p, N, C, V,
+                                             rows, ignore_index, red, eps, accumulate, nthreads)
+        else:
+            err = ft_linear_crossentropy_f64(_dgemm, &loss, _ptr1(losses), dx_p, _ptr2(dW), db_p,
+                                             _ptr2(work), _in2(x), _in2(W), b_p, t_p, N, C, V,
+                                             rows, ignore_index, red, eps, accumulate, nthreads)
+    if err == FT_ERR_BLAS_INT:
+        raise ValueError(f"linear_cross_entropy: (N, C, V) = {(N, C, V)} exceeds BLAS's "
+                         "32-bit int")
+    return loss

@@ -1,0 +1,131 @@
+"""linear_cross_entropy: the public front. It validates, allocates the outputs, sizes the chunks
+and dispatches; the mathematics is in ref/linear_crossentropy.py (the spec),
+csrc/linear_crossentropy.c and numba/linear_crossentropy.py.
+
+Shapes: x (N, C), W (V, C) as torch.nn.Linear stores it, b (V,), targets (N,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fasttrain.kernels import _checks
+from fasttrain.kernels._backends import implementation
+from fasttrain.kernels.crossentropy import REDUCTIONS
+
+# The default chunk: as many rows as fit CHUNK_BYTES of logits, but at least MIN_CHUNK_ROWS.
+# Each chunk's three GEMMs read all of W (V, C) and read and write dW, so a chunk of n rows does
+# 2nCV flops per GEMM against ~4CV bytes of W and dW: n must be tall (hundreds of rows) for the
+# GEMMs to stay bound by flops; a chunk that fits L2 (1 MiB: 5 rows at V = 50257) would make them
+# bound by memory. The bound below keeps the buffer at 1/16 of the logits or less at
+# (N, V) = (8192, 50257) and was chosen by measurement (README, "Fused linear + cross-entropy").
+CHUNK_BYTES = 32 << 20
+MIN_CHUNK_ROWS = 128
+
+
+def default_chunk_rows(V: int, itemsize: int) -> int:
+    """Rows per chunk for a vocabulary of V and `itemsize`-byte floats (independent of N and of
+    the thread count, so results are the same bits for any N split and thread count)."""
+    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // max(1, V * itemsize))
+
+
+def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, chunk_rows=None, dx=None, dW=None, db=None,
+                         accumulate=False, backend=None):
+    """A linear layer and the softmax cross-entropy after it, forward and backward in one call,
+    chunk by chunk of rows: the (N, V) logits are never stored whole.
+
+    Same values as ``linear_forward`` + ``softmax_cross_entropy`` + ``linear_backward``, and as
+    ``torch.nn.functional.cross_entropy(F.linear(x, W, b), targets, ignore_index=...,
+    reduction=..., label_smoothing=...)`` with its autograd gradients (for reduction="none":
+    the gradients of the sum of the row losses):
+        dx = dlogits @ W            (N, C)   always overwritten (=)
+        dW = dlogits.T @ x          (V, C)   = , or += with accumulate=True
+        db = dlogits.sum(axis=0)    (V,)     = , or += with accumulate=True
+
+    Args:
+        x: (N, C) float32 or float64, the head's input. Copied first if not C-contiguous.
+        W: (V, C) of x's dtype. Copied first if not C-contiguous.
+        targets: (N,) any integer dtype; each in [0, V) or equal to ignore_index.
+        b: (V,) of x's dtype, or None for no bias (then db is None).
+        ignore_index, reduction, label_smoothing: as in softmax_cross_entropy.
+        chunk_rows: rows of logits computed at once (an int >= 1); None picks
+            default_chunk_rows(V, itemsize). The extra memory is chunk_rows x V floats plus N
+            row losses.
+        dx, dW, db: C-contiguous buffers of x's dtype and the shapes above to write into;
+            allocated when None. ``dx=False`` skips dx, ``db=False`` skips db; skipped ones
+            return None.
+        accumulate: add dW and db into the given buffers instead of overwriting them; both must
+            then be given (db may be False, or None without a bias).
+        backend: "c", "numba" or "numpy"; None uses fasttrain.get_backend(). The numpy
+            reference stores the whole logits (it is the unfused definition).
+
+    Returns:
+        (loss, dx, dW, db): loss a Python float, or (N,) row losses for reduction="none"; the
+        buffers written (new arrays where None was given; None where skipped).
+
+    Raises:
+        TypeError: an argument that is not an ndarray (or False where allowed), a dtype other
+            than float32/float64 or one that differs from x's, targets not integer, accumulate
+            not a bool, chunk_rows not an integer.
+        ValueError: wrong number of dimensions, shapes that do not match, V = 0, a target out
+            of range, an unknown reduction, label_smoothing outside [0, 1], chunk_rows < 1, a
+            dimension beyond BLAS's 32-bit integer, accumulate=True without dW or db, db given
+            without a bias, an output of the wrong shape or layout, read-only, or overlapping
+            an input or another output.
+    """
+    x = _checks.float_input("x", x, 2, "(N, C); reshape (B, T, C) to (B*T, C)")
+    dtype = x.dtype
+    W = _checks.float_input("W", W, 2, "(V, C), as torch.nn.Linear stores it")
+    if W.dtype != dtype:
+        raise TypeError(f"W must have the dtype of x, {dtype}, got {W.dtype}")
+    N, C = x.shape
+    V = W.shape[0]
+    if W.shape[1] != C:
+        raise ValueError(f"W must have shape (V, C) = (V, {C}) to match x {x.shape}, "
+                         f"got {W.shape}")
+    if V == 0:
+        raise ValueError(f"W must have at least one class (V >= 1), got shape {W.shape}")
+    inputs = {"x": x, "W": W}
+    if b is not None:
+        b = _checks.float_input("b", b, 1, "(V,)")
+        if b.dtype != dtype:
+            raise TypeError(f"b must have the dtype of x, {dtype}, got {b.dtype}")
+        if b.shape != (V,):
+            raise ValueError(f"b must have shape (V,) = ({V},) to match W {W.shape}, "
+                             f"got {b.shape}")
+        inputs["b"] = b
+    targets = _checks.index_input("targets", targets, N)  # (N,) int64
+    inputs["targets"] = targets
+    ignore_index = _checks.integer("ignore_index", ignore_index)
+    reduction = _checks.choice("reduction", reduction, REDUCTIONS)
+    label_smoothing = _checks.real_in("label_smoothing", label_smoothing, 0.0, 1.0)
+    bad = ((targets < 0) | (targets >= V)) & (targets != ignore_index)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"targets[{i}] = {targets[i]} is outside [0, {V}) and is not "
+                         f"ignore_index ({ignore_index})")
+    if chunk_rows is None:
+        chunk_rows = default_chunk_rows(V, dtype.itemsize)
+    chunk_rows = _checks.integer("chunk_rows", chunk_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    accumulate = _checks.boolean("accumulate", accumulate)
+    if b is None and db is not None and db is not False:
+        raise ValueError("db was given but b is None: a layer without bias has no bias "
+                         "gradient (leave db out)")
+    if accumulate and (dW is None or (b is not None and db is None)):
+        raise ValueError("accumulate=True adds into dW and db: pass both buffers "
+                         "(or db=False to skip the bias gradient)")
+    _checks.blas_sizes("linear_cross_entropy", N=N, C=C, V=V)
+    taken = dict(inputs)  # what an output may not overlap: inputs, other outputs
+    if dx is not False:
+        taken["dx"] = dx = _checks.output("dx", dx, (N, C), dtype, taken)
+    taken["dW"] = dW = _checks.output("dW", dW, (V, C), dtype, taken)
+    if b is not None and db is not False:
+        db = _checks.output("db", db, (V,), dtype, taken)
+    else:
+        db = None
+    return implementation("linear_cross_entropy", backend)(
+        x, W, b, targets, None if dx is False else dx, dW, db, ignore_index=ignore_index,
+        reduction=reduction, label_smoothing=label_smoothing, chunk_rows=chunk_rows,
+        accumulate=accumulate)

@@ -1,0 +1,78 @@
+"""Linear layer + softmax cross-entropy, fused by chunks of rows, in Numba: the twin of
+csrc/linear_crossentropy.c, call for call (see that file for the plan and the reasons). The
+GEMMs are linear.py's calls of scipy's BLAS; the rows are crossentropy.py's _ce_row, run on the
+calling thread between the GEMMs, as the C backend runs them. Matches
+fasttrain.kernels.ref.linear_crossentropy.
+"""
+import numpy as np
+from numba import njit
+
+from fasttrain.kernels.numba.crossentropy import _ce_row
+from fasttrain.kernels.numba.linear import _GEMM, _matmul
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+@njit(cache=True, nogil=True)
+def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, ignore_index, eps, scale,
+         accumulate):
+    # losses (N,) =, dx (N, C) = or None, dW (V, C) = or +=, db (V,) = or += or None,
+    # work (chunk_rows, V) scratch; x (N, C), W (V, C), b (V,) or None, targets (N,)
+    N, C = x.shape
+    V = W.shape[0]
+    rows = work.shape[0]
+    if not accumulate:
+        if db is not None:
+            db[:] = 0
+        if N == 0 or C == 0:
+            dW[:] = 0
+    for i0 in range(0, N, rows):
+        n = min(rows, N - i0)
+        xc = x[i0:i0 + n]           # (n, C)
+        wc = work[:n]               # (n, V): the chunk's logits, then their gradient
+        if b is not None:
+            for i in range(n):
+                wc[i] = b
+        elif C == 0:
+            wc[:] = 0
+        if C > 0:  # wc = xc W^T (+ wc); W^T of a C-ordered W is Fortran-ordered
+            _matmul(gemm, wc, xc, False, W, True, n, C, V, 0.0 if b is None else 1.0)
+        for i in range(n):
+            t = targets[i0 + i]
+            if t == ignore_index:
+                wc[i, :] = 0
+                losses[i0 + i] = 0
+            else:
+                losses[i0 + i] = _ce_row(wc[i], wc[i], t, eps, scale)
+        if db is not None:  # rows added in order
+            for i in range(n):
+                for j in range(V):
+                    db[j] += wc[i, j]
+        if C == 0:
+            continue
+        if dx is not None:  # dx_c (n, C) = wc (n, V) W (V, C)
+            _matmul(gemm, dx[i0:i0 + n], wc, False, W, False, n, V, C, 0.0)
+        # dW (V, C) (+)= wc^T (V, n) xc (n, C); wc^T of a C-ordered wc is Fortran-ordered
+        _matmul(gemm, dW, wc, True, xc, False, V, n, C,
+                1.0 if accumulate or i0 > 0 else 0.0)
+
+
+def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
+                         label_smoothing, chunk_rows, accumulate):
+    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs;
+    # dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
+    N = x.shape[0]
+    V = W.shape[0]
+    n_valid = int(np.count_nonzero(targets != ignore_index))
+    mean = _REDUCTIONS[reduction] == 1
+    scale = (1.0 / n_valid if n_valid else 0.0) if mean else 1.0
+    work = np.empty((max(1, min(chunk_rows, N)), V), dtype=x.dtype)  # (chunk_rows, V)
+    losses = np.empty(N, dtype=x.dtype)                                # (N,)
+    _lce(_GEMM[x.dtype], losses, dx, dW, db, work, x, W, b, targets, ignore_index,
+         label_smoothing, scale, accumulate)
+    if reduction == "none":
+        return losses, dx, dW, db
+    total = float(losses.sum(dtype=np.float64))
+    if reduction == "sum":
+        return total, dx, dW, db
+    return (total / n_valid if n_valid else float("nan")), dx, dW, db
