@@ -73,11 +73,10 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
             without a bias, an output of the wrong shape or layout, read-only, or overlapping
             an input or another output.
     """
-    x = _checks.float_input("x", x, 2, "(N, C); reshape (B, T, C) to (B*T, C)")
-    dtype = x.dtype
-    W = _checks.float_input("W", W, 2, "(V, C), as torch.nn.Linear stores it")
-    if W.dtype != dtype:
-        raise TypeError(f"W must have the dtype of x, {dtype}, got {W.dtype}")
+    # checked first, copied (if needed) last: a wrong size is refused before any copy is made
+    x = _checks.float_array("x", x, 2, "(N, C); reshape (B, T, C) to (B*T, C)")
+    dtype = x.dtype if x.dtype.isnative else x.dtype.newbyteorder("=")
+    W = _checks.float_array("W", W, 2, "(V, C), as torch.nn.Linear stores it", dtype, "x")
     N, C = x.shape
     V = W.shape[0]
     if W.shape[1] != C:
@@ -85,17 +84,13 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
                          f"got {W.shape}")
     if V == 0:
         raise ValueError(f"W must have at least one class (V >= 1), got shape {W.shape}")
-    inputs = {"x": x, "W": W}
     if b is not None:
-        b = _checks.float_input("b", b, 1, "(V,)")
-        if b.dtype != dtype:
-            raise TypeError(f"b must have the dtype of x, {dtype}, got {b.dtype}")
+        b = _checks.float_array("b", b, 1, "(V,)", dtype, "x")
         if b.shape != (V,):
             raise ValueError(f"b must have shape (V,) = ({V},) to match W {W.shape}, "
                              f"got {b.shape}")
-        inputs["b"] = b
+    _checks.blas_sizes("linear_cross_entropy", N=N, C=C, V=V)
     targets = _checks.index_input("targets", targets, N)  # (N,) int64
-    inputs["targets"] = targets
     ignore_index = _checks.integer("ignore_index", ignore_index)
     reduction = _checks.choice("reduction", reduction, REDUCTIONS)
     label_smoothing = _checks.real_in("label_smoothing", label_smoothing, 0.0, 1.0)
@@ -116,7 +111,11 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
     if accumulate and (dW is None or (b is not None and db is None)):
         raise ValueError("accumulate=True adds into dW and db: pass both buffers "
                          "(or db=False to skip the bias gradient)")
-    _checks.blas_sizes("linear_cross_entropy", N=N, C=C, V=V)
+    # the kernels read C-ordered, native inputs (the chunks are row blocks of x)
+    x, W = (np.ascontiguousarray(a, dtype=dtype) for a in (x, W))
+    inputs = {"x": x, "W": W, "targets": targets}
+    if b is not None:
+        inputs["b"] = b = np.ascontiguousarray(b, dtype=dtype)
     taken = dict(inputs)  # what an output may not overlap: inputs, other outputs
     if dx is not False:
         taken["dx"] = dx = _checks.output("dx", dx, (N, C), dtype, taken)
