@@ -320,3 +320,26 @@ def test_bad_input_raises_before_touching_memory(change, exc, message):
         linear_cross_entropy(**args)
     for a, b in zip(watched, before):
         assert np.array_equal(a, b, equal_nan=True), "memory changed before the error"
+
+
+# ---------------------------------------------------------------------------------------------
+# the MLP's head: fused by default, the unfused path behind a switch; the same step either way
+
+@pytest.mark.parametrize("V,B", [(50, 32), (300, 64)], ids=["tables", "gemm"])
+def test_mlp_fused_head_matches_unfused(backend, V, B):
+    from fasttrain.models.mlp import MLP
+
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, V, (B, 3)), rng.integers(0, V, B)
+    head_bias = rng.standard_normal(V) * 0.1  # away from 0, so its gradient is tested
+    results = []
+    for fused in (True, False):
+        model = MLP(vocab_size=V, context=3, n_embd=5, hidden=16, backend=backend,
+                    fused_head=fused)
+        model.init(0)
+        model.arena["head.bias"][...] = head_bias
+        model.arena.zero_grad()
+        loss = model.forward_backward(x, y)
+        results.append((loss, model.arena.grads.copy()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-7, what="gradients")

@@ -36,6 +36,7 @@ class TrainConfig:
     n_embd: int = _f(64, "embedding width per context token")
     hidden: int = _f(512, "width of the hidden layer")
     activation: str = _f("tanh", "hidden activation: 'tanh' (Bengio et al. 2003) or 'gelu'")
+    fused_head: bool = _f(True, "head + loss in one linear_cross_entropy call (False: logits stored)")
     # optimisation
     batch_size: int = _f(1024, "windows per optimizer step (split over grad_accum micro-batches)")
     grad_accum: int = _f(1, "micro-batches per step; gradients are summed, then averaged")

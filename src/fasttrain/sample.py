@@ -29,7 +29,8 @@ def load_run(run_dir):
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()), str(run))
     corpus = Corpus.open(run)
     model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
-                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend)
+                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend,
+                fused_head=cfg.fused_head)
     arrays, meta = checkpoint.load(run / CHECKPOINT)
     if meta.get("layout") != model.arena.layout():
         raise checkpoint.CheckpointError(f"{run / CHECKPOINT}: written for another model")

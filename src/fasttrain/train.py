@@ -44,7 +44,8 @@ class TrainingError(RuntimeError):
 def build(cfg: TrainConfig, corpus: Corpus):
     """The model (initialised from cfg.seed) and its optimizer."""
     model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
-                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend)
+                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend,
+                fused_head=cfg.fused_head)
     model.init(cfg.seed)
     if cfg.optimizer == "adamw":
         opt = AdamW(model.arena, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),

@@ -19,6 +19,11 @@ The first layer, two ways (same function, same gradients, rounding aside):
             P, and gets dwte and dW1 from two GEMMs against G: 6·V·T·E·H flops. Cheaper when the
             vocabulary is smaller than the batch, as for bytes (V = 256, B = 1024: 4x fewer).
   first_layer="auto" takes "tables" when 2·V <= B, else "gemm".
+
+The head and the loss, two ways (same values, rounding aside): fused_head=True (the default)
+runs both, forward and backward, in one linear_cross_entropy call that computes the logits a
+chunk of rows at a time and never stores all B x V of them; fused_head=False runs
+linear_forward, softmax_cross_entropy and linear_backward over a (B, V) logits buffer.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ class _Buffers:
         self.pre = np.empty((B, H), dtype=np.float32)        # (B, H) fc output, before activation
         self.h = np.empty((B, H), dtype=np.float32)          # (B, H) after activation
         self.dh = np.empty((B, H), dtype=np.float32)         # (B, H)
-        self.logits = np.empty((B, V), dtype=np.float32)     # (B, V), then dlogits in place
+        self.logits = None                                   # (B, V), made when first needed
 
 
 class _Tables:
@@ -56,13 +61,14 @@ class _Tables:
 class MLP:
     def __init__(self, *, vocab_size: int, context: int, n_embd: int, hidden: int,
                  activation: str = "tanh", backend: str | None = None,
-                 first_layer: str = "auto"):
+                 first_layer: str = "auto", fused_head: bool = True):
         if activation not in ("tanh", "gelu"):
             raise ValueError(f"activation must be 'tanh' or 'gelu', got {activation!r}")
         if first_layer not in ("auto", "gemm", "tables"):
             raise ValueError(f"first_layer must be 'auto', 'gemm' or 'tables', got {first_layer!r}")
         self.V, self.T, self.E, self.H = vocab_size, context, n_embd, hidden
         self.activation, self.backend, self.first_layer = activation, backend, first_layer
+        self.fused_head = fused_head
         self.arena = Arena()
         # weight matrices are decayed; biases are not (as PyTorch users set with param groups)
         self.arena.add("wte.weight", (self.V, self.E))          # token embeddings
@@ -104,6 +110,14 @@ class MLP:
     # ------------------------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """logits (B, V) for windows x (B, T); the array is a buffer reused by the next call."""
+        a, be, buf = self.arena, self.backend, self._hidden(x)
+        if buf.logits is None:
+            buf.logits = np.empty((len(x), self.V), dtype=np.float32)  # (B, V)
+        K.linear_forward(buf.h, a["head.weight"], a["head.bias"], out=buf.logits, backend=be)
+        return buf.logits
+
+    def _hidden(self, x: np.ndarray) -> _Buffers:
+        """The batch's buffers, with h (B, H) computed for windows x (B, T)."""
         a, be, buf = self.arena, self.backend, self._buf(len(x))
         if self.uses_tables(len(x)):
             self._fc_forward_tables(x, buf)
@@ -115,8 +129,7 @@ class MLP:
             K.tanh_forward(buf.pre, out=buf.h, backend=be)
         else:
             K.gelu_forward(buf.pre, out=buf.h, backend=be)
-        K.linear_forward(buf.h, a["head.weight"], a["head.bias"], out=buf.logits, backend=be)
-        return buf.logits
+        return buf
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy of predicting y (B,) from x (B, T); no gradients kept."""
@@ -127,12 +140,22 @@ class MLP:
     def forward_backward(self, x: np.ndarray, y: np.ndarray) -> float:
         """The mean loss of the batch; adds its gradient to arena.grads (+=), so micro-batches
         accumulate. The caller zeroes the gradients once per optimizer step."""
-        a, be, buf = self.arena, self.backend, self._buf(len(x))
-        logits = self.forward(x)
-        loss, dlogits = K.softmax_cross_entropy(logits, y, out=logits, backend=be)  # (B, V)
-        # head: dh = dlogits @ W2; dW2 += dlogits.T @ h; db2 += sum(dlogits)
-        K.linear_backward(buf.h, a["head.weight"], dlogits, dx=buf.dh, dW=a.grad("head.weight"),
-                          db=a.grad("head.bias"), accumulate=True, backend=be)
+        a, be = self.arena, self.backend
+        # head: logits = h @ W2.T + b2, loss; dh = dlogits @ W2; dW2 += dlogits.T @ h;
+        # db2 += sum(dlogits)
+        if self.fused_head:
+            buf = self._hidden(x)
+            loss, *_ = K.linear_cross_entropy(buf.h, a["head.weight"], y, a["head.bias"],
+                                              dx=buf.dh, dW=a.grad("head.weight"),
+                                              db=a.grad("head.bias"), accumulate=True,
+                                              backend=be)
+        else:
+            logits = self.forward(x)
+            buf = self._buf(len(x))
+            loss, dlogits = K.softmax_cross_entropy(logits, y, out=logits, backend=be)  # (B, V)
+            K.linear_backward(buf.h, a["head.weight"], dlogits, dx=buf.dh,
+                              dW=a.grad("head.weight"), db=a.grad("head.bias"),
+                              accumulate=True, backend=be)
         if self.activation == "tanh":  # tanh's gradient comes from its output
             K.tanh_backward(buf.h, buf.dh, out=buf.dh, backend=be)
         else:

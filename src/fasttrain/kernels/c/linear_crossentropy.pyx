@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 import numpy as np
 from scipy.linalg import cython_blas
 
-from fasttrain.threads import blas_loaded, get_num_threads
+from fasttrain.threads import blas_loaded
 
 from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_REDUCTION_SUM,
                    ft_gemm_f32, ft_gemm_f64, ft_linear_crossentropy_f32,
@@ -43,9 +43,13 @@ ctypedef fused real:
     float
     double
 
-# The team of the cross-entropy rows between the GEMMs. Measured (README, "Fused linear +
-# cross-entropy"): see _CE_THREADS_WHY.
-_CE_THREADS = None
+# The cross-entropy rows between the GEMMs run on this thread alone (nthreads = 1 below: no
+# OpenMP region next to BLAS's pool, the rule of csrc/linear.c). Measured, not assumed: at
+# (N, C, V) = (4096, 128, 8192), chunks of 1024 rows, float32, 2 BLAS threads, 7 interleaved
+# runs on the shared 2-core machine, a 2-thread row loop took 1932 ms median (1294-2328) and the
+# serial one 2018 ms (1207-2712): no gain outside the noise, since the rows are ~1% of the
+# GEMMs' work, and each OpenMP team beside OpenBLAS's risks the spinning fight linear.c records.
+_CE_THREADS = 1
 
 
 def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
@@ -59,7 +63,7 @@ def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reductio
     losses = np.empty(N, dtype=x.dtype)                     # (N,)
     cdef double loss
     cdef int red = _REDUCTIONS[reduction]
-    cdef int nthreads = get_num_threads() if _CE_THREADS is None else _CE_THREADS
+    cdef int nthreads = _CE_THREADS
     if x.dtype == np.float32:
         loss = _lce[float](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
                            label_smoothing, accumulate, nthreads)
