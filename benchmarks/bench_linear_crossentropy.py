@@ -5,16 +5,19 @@
            in place, linear_backward: the unfused fasttrain path (the MLP's fused_head=False)
   torch    F.cross_entropy(F.linear(x, W, b), t).backward()
 
-extra_info: "extra_mb", the peak resident memory above the level before the call (VmHWM after
-resetting it through /proc/self/clear_refs, Linux), which counts numpy's and PyTorch's buffers
-alike; "traced_mb", the peak of numpy's allocations during the call (tracemalloc; PyTorch's are
-not traced); "logits_mb", N x V float32 for comparison. The unfused path's logits buffer is
-allocated inside its timed call, as the MLP allocates it per batch shape, so that its memory is
-counted; its pages are warm after the first call.
+extra_info: "extra_mb", the peak resident memory above the level before a warm call (VmHWM
+after resetting it through /proc/self/clear_refs, Linux), which counts numpy's and PyTorch's
+buffers alike (PyTorch's includes its new gradients, (N*C + V*C + V) floats, since autograd
+allocates them per call; fasttrain writes into preallocated ones); "traced_mb", the peak of
+numpy's allocations during the call (tracemalloc; PyTorch's are not traced); "logits_mb",
+N x V float32 for comparison. The unfused path allocates its (N, V) logits inside the call, as
+the fused kernel allocates its (chunk_rows, V) buffer: both pay the same first touch of fresh
+pages, and both buffers are counted.
 
 Under --benchmark-disable (CI) the largest shape is skipped: each of its calls takes seconds.
 Interleaved figures (A B C A B C, 0.2 s pause and an untimed call before each):
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_linear_crossentropy.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_linear_crossentropy.py \
+        [repeats] [shape index ...]
 """
 import os
 import sys
@@ -111,20 +114,27 @@ def test_linear_crossentropy(benchmark, settle, request, variant, shape):
            traced_mb=None if traced is None else round(traced, 1))
 
 
-def main(repeats=5):
+def main(argv):
     """Interleaved: for each shape, A B C A B C ..., a 0.2 s pause and an untimed call before
-    each timed one; medians, min-max, ratios to unfused from the same run, and memory."""
+    each timed one; medians, min-max, ratios to unfused from the same run, and memory.
+    argv: [repeats (default 5; 3 at the largest shape)] [shape index ...] (default all)."""
     if backend_status()["c"] is not None:
         sys.exit("the C backend does not load")
     import torch  # after the C backend (conftest: why)
 
     fasttrain.set_num_threads(THREADS)
     torch.set_num_threads(THREADS)
-    for N, C, V in SHAPES:
+    repeats = int(argv[0]) if argv else None
+    shapes = [SHAPES[int(i)] for i in argv[1:]] or SHAPES
+    for N, C, V in shapes:
+        print(f"(N, C, V) = ({N}, {C}, {V}), logits {N * V * 4 / 2**20:.0f} MB", flush=True)
         calls = {v: make_call(v, N, C, V) for v in ("fused", "unfused", "torch")}
-        memory = {v: peak_memory(c) for v, c in calls.items()}
+        for v, call in calls.items():
+            call()  # warm: the preallocated outputs' pages are resident, not counted below
+            extra, traced = peak_memory(call)
+            print(f"  {v:8s} extra RSS {extra:7.1f} MB  traced {traced:7.1f} MB", flush=True)
         times = {v: [] for v in calls}
-        for _ in range(repeats if (N, C, V) != LARGEST else 3):
+        for _ in range(repeats or (5 if (N, C, V) != LARGEST else 3)):
             for v, call in calls.items():
                 time.sleep(0.2)
                 call()
@@ -132,15 +142,12 @@ def main(repeats=5):
                 call()
                 times[v].append(time.perf_counter() - t0)
         med = {v: float(np.median(t)) for v, t in times.items()}
-        print(f"(N, C, V) = ({N}, {C}, {V}), logits {N * V * 4 / 2**20:.0f} MB")
         for v, t in times.items():
-            extra, traced = memory[v]
             print(f"  {v:8s} {med[v] * 1e3:9.1f} ms ({min(t) * 1e3:.1f}-{max(t) * 1e3:.1f})"
                   f"  x{med[v] / med['unfused']:.2f} of unfused"
-                  f"  {6 * N * C * V / med[v] / 1e9:6.1f} GFLOP/s"
-                  f"  extra RSS {extra:7.1f} MB  traced {traced:7.1f} MB", flush=True)
+                  f"  {6 * N * C * V / med[v] / 1e9:6.1f} GFLOP/s", flush=True)
         del calls
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
