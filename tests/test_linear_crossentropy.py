@@ -254,6 +254,9 @@ def test_default_chunk_rows_bounds_the_buffer():
     assert default_chunk_rows(50257, 4) * 50257 * 4 <= 8192 * 50257 * 4 / 8
     assert default_chunk_rows(50257, 4) >= 128
     assert default_chunk_rows(256, 4) >= 8192  # a small vocabulary: one chunk, as unfused
+    assert default_chunk_rows(50257, 4, 8192) == 911    # 9 chunks of equal height
+    assert default_chunk_rows(50257, 4, 1002) == 501    # not 1001 + 1
+    assert default_chunk_rows(50257, 4, 5) == 5
 
 
 def _good():

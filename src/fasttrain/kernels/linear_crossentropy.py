@@ -18,16 +18,24 @@ from fasttrain.kernels.crossentropy import REDUCTIONS
 # more BLAS calls, each a fork and join of its thread pool. A chunk that fits L2 (1 MiB: 5 rows
 # at V = 50257) would be bound by memory and by those joins. Measured at (N, C, V) =
 # (2048, 512, 8192), float32, 2 threads, shared machine, medians of 3 interleaved runs: chunks
-# of 128 rows 9.7 s, 512 rows 5.6 s, one chunk of 2048 rows 2.7 s. So: chunks as tall as the
-# memory bound allows. 128 MiB holds 667 rows at V = 50257, 1/12 of the (8192, 50257) logits.
-CHUNK_BYTES = 128 << 20
+# of 128 rows 9.7 s, 512 rows 5.6 s, one chunk of 2048 rows 2.7 s; at (2048, 768, 50257), 2
+# runs: chunks of 667 rows 12.3 s, one chunk 6.75 s, unfused 7.45 s. So: chunks as tall as
+# issue 9's memory bound allows (at most 1/8 of the logits at (N, V) = (8192, 50257): 192 MiB
+# holds 1001 rows there), and of equal height, so that no short last chunk reads all of W for
+# a few rows (N = 8192 then runs 9 chunks of 911 rows).
+CHUNK_BYTES = 192 << 20
 MIN_CHUNK_ROWS = 256
 
 
-def default_chunk_rows(V: int, itemsize: int) -> int:
-    """Rows per chunk for a vocabulary of V and `itemsize`-byte floats (independent of N and of
-    the thread count, so results are the same bits for any N split and thread count)."""
-    return max(MIN_CHUNK_ROWS, CHUNK_BYTES // max(1, V * itemsize))
+def default_chunk_rows(V: int, itemsize: int, N: int | None = None) -> int:
+    """Rows per chunk for a vocabulary of V and `itemsize`-byte floats: at most
+    max(MIN_CHUNK_ROWS, CHUNK_BYTES / row), and, given N, the N rows split into chunks of equal
+    height (the last one at most one row shorter). It does not depend on the thread count."""
+    rows = max(MIN_CHUNK_ROWS, CHUNK_BYTES // max(1, V * itemsize))
+    if N:
+        chunks = -(-N // rows)
+        rows = -(-N // chunks)
+    return rows
 
 
 def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction="mean",
@@ -51,8 +59,8 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
         b: (V,) of x's dtype, or None for no bias (then db is None).
         ignore_index, reduction, label_smoothing: as in softmax_cross_entropy.
         chunk_rows: rows of logits computed at once (an int >= 1); None picks
-            default_chunk_rows(V, itemsize). The extra memory is chunk_rows x V floats plus N
-            row losses.
+            default_chunk_rows(V, itemsize, N). The extra memory is chunk_rows x V floats plus
+            N row losses.
         dx, dW, db: C-contiguous buffers of x's dtype and the shapes above to write into;
             allocated when None. ``dx=False`` skips dx, ``db=False`` skips db; skipped ones
             return None.
@@ -102,7 +110,7 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
         raise ValueError(f"targets[{i}] = {targets[i]} is outside [0, {V}) and is not "
                          f"ignore_index ({ignore_index})")
     if chunk_rows is None:
-        chunk_rows = default_chunk_rows(V, dtype.itemsize)
+        chunk_rows = default_chunk_rows(V, dtype.itemsize, N)
     chunk_rows = _checks.integer("chunk_rows", chunk_rows)
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
