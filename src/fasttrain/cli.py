@@ -5,6 +5,7 @@
     fasttrain eval --run DIR [--data PATH]
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
+    fasttrain landscape | lr-sweep | step | temperature | estimate   (fasttrain/dynamics)
 """
 from __future__ import annotations
 
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="version, backends, SIMD level, threads and BLAS")
     p.set_defaults(handler=_info)
+
+    from fasttrain.dynamics.commands import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
