@@ -192,3 +192,22 @@ def test_cli_lr_sweep(corpus_file, tmp_path, capsys):
 def test_lr_sweep_bad_arguments(args, message, tmp_path, capsys):
     assert main(["lr-sweep", "--out", str(tmp_path / "s"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# the schedule, with the other schedules drawn beside the config's
+
+def test_schedule_plot(tmp_path, capsys):
+    import matplotlib.image
+
+    path = tmp_path / "lr.png"
+    assert main(["schedule", "--steps=300", "--warmup=30", "--schedule=linear",
+                 "--plot", str(path)]) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+    img = matplotlib.image.imread(path)[..., :3]
+    assert img.shape[0] >= 300 and img.std() > 0.05
+    # three schedules, three line colours (matplotlib's first three: blue, orange, green)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    for name, hue in (("blue", b > r + 0.2), ("orange", (r > b + 0.3) & (r > g + 0.1)),
+                      ("green", (g > r + 0.1) & (g > b + 0.1))):
+        assert hue.sum() > 50, name

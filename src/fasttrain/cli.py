@@ -61,8 +61,18 @@ def _schedule(args, rest) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from fasttrain.schedule import learning_rate
+
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(range(len(lrs)), lrs)
+        # the config's schedule, and the others with the same lr, min_lr and warmup to compare
+        for kind in ("cosine", "linear", "constant"):
+            ys = lrs if kind == cfg.schedule else [
+                learning_rate(s, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, steps=cfg.steps,
+                              schedule=kind) for s in range(cfg.steps)]
+            mine = kind == cfg.schedule
+            ax.plot(range(len(ys)), ys, lw=2 if mine else 1, ls="-" if mine else "--",
+                    alpha=1 if mine else 0.6, label=kind + (" (this config)" if mine else ""))
+        ax.legend()
         ax.set_xlabel("step")
         ax.set_ylabel("learning rate")
         ax.set_title(f"{cfg.schedule}: warmup {cfg.warmup}, lr {cfg.lr:g} -> min_lr {cfg.min_lr:g}")
