@@ -93,7 +93,8 @@ def plot(results, path, title: str) -> str:
                                        else f"val {r['val_loss']:.3f}")
         ax.plot(x[k - 1:] if len(y) >= k else x, smooth, lw=1.4, label=label)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (nats per token)")
+    ax.set_yscale("log")   # a too-high rate's early spike would flatten the others on a linear axis
+    ax.set_ylabel("training loss (nats per token, log scale)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
