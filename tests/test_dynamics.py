@@ -147,6 +147,7 @@ def test_cli_temperature(tiny_run, capsys):
     (["--temperatures", "1,0"], "temperatures must be finite and > 0, got 0.0"),
     (["--temperatures", "-1"], "temperatures must be finite and > 0"),
     (["--top", "0"], "top must be >= 1"),
+    (["--temperatures", ","], "give at least one temperature"),
 ])
 def test_temperature_bad_arguments(tiny_run, args, message, capsys):
     assert main(["temperature", "--run", str(tiny_run), "--prompt", "x", *args]) == 2
@@ -187,6 +188,7 @@ def test_cli_lr_sweep(corpus_file, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--lrs", "0.1,0"], "learning rates must be finite and > 0, got 0.0"),
     (["--steps", "0"], "steps must be >= 1"),
+    (["--lrs", ","], "give at least one learning rate"),
     (["--hidden=0"], "hidden must be >= 1"),
 ])
 def test_lr_sweep_bad_arguments(args, message, tmp_path, capsys):

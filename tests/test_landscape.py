@@ -112,6 +112,7 @@ def test_divergence_stops_the_trajectory():
     (["--lr", "0.01,0"], "learning rates must be finite and > 0, got 0.0"),
     (["--lr", "-0.1"], "learning rates must be finite and > 0, got -0.1"),
     (["--steps", "0"], "steps must be >= 1"),
+    (["--optimizer", ","], "give at least one optimizer"),
 ])
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     assert main(["landscape", *args, "--out", str(tmp_path)]) == 2

@@ -152,6 +152,9 @@ def _round(v: float) -> float | None:
 
 def check_arguments(surfaces, optimizers, lrs, steps) -> None:
     """ValueError naming the first bad argument."""
+    for what, values in (("surface", surfaces), ("optimizer", optimizers), ("learning rate", lrs)):
+        if not values:
+            raise ValueError(f"give at least one {what}")
     for s in surfaces:
         if s not in SURFACES:
             raise ValueError(f"unknown surface {s!r}; choose from {', '.join(SURFACES)}")

@@ -25,6 +25,8 @@ def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
     from fasttrain.train import build, evaluate, train_step
 
     lrs = [float(lr) for lr in lrs]
+    if not lrs:
+        raise ValueError("give at least one learning rate")
     for lr in lrs:
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"learning rates must be finite and > 0, got {lr}")

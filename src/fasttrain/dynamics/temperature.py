@@ -15,6 +15,8 @@ def distributions(run_dir, prompt: str, temperatures, top: int = 5) -> dict:
     from fasttrain.sample import load_run, next_token_distribution
 
     temperatures = [float(t) for t in temperatures]
+    if not temperatures:
+        raise ValueError("give at least one temperature")
     for t in temperatures:
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"temperatures must be finite and > 0, got {t}")
