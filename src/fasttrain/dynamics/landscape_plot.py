@@ -25,6 +25,18 @@ def _pyplot():
     return plt
 
 
+def _margins(fig, *, left, right, bottom, top, wspace, hspace) -> None:
+    """Fixed margins in inches (and gaps in inches between panels): tight_layout measures every
+    tick label of every panel and took most of the time of a 9-panel figure."""
+    w, h = fig.get_size_inches()
+    gs = fig.axes[0].get_subplotspec().get_gridspec()
+    rows, cols = gs.get_geometry()
+    panel_w = (w - left - right - wspace * (cols - 1)) / cols
+    panel_h = (h - top - bottom - hspace * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wspace / panel_w, hspace=hspace / panel_h)
+
+
 def band_colours(levels: np.ndarray) -> list[str]:
     """One colour per band between consecutive levels: the colormap sampled evenly, so every
     band is as distinct as the next whatever its width in loss."""
@@ -83,7 +95,7 @@ def plot_contours(surface: str, runs: dict[str, dict[float, Trajectory]], path) 
                 ax.set_xlabel("x")
     fig.suptitle(f"{surface}: f = {s.formula}, {t.steps} steps from ({s.start[0]:g}, "
                  f"{s.start[1]:g}); green low, red high (log scale)", fontsize=10)
-    fig.tight_layout()
+    _margins(fig, left=0.65, right=0.15, bottom=0.5, top=0.85, wspace=0.35, hspace=0.6)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return str(path)
@@ -111,7 +123,7 @@ def plot_losses(surface: str, runs: dict[str, dict[float, Trajectory]], path) ->
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("loss")
     fig.suptitle(f"{surface}: f = {s.formula}", fontsize=10)
-    fig.tight_layout()
+    _margins(fig, left=0.75, right=0.15, bottom=0.5, top=0.65, wspace=0.2, hspace=0.3)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return str(path)
