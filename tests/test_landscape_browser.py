@@ -87,6 +87,8 @@ def test_page_loads_without_console_errors(loaded):
     driver, results = loaded
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
     assert not errors, errors
+    # self-contained: the page fetched nothing (no script, style, image or data file)
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
     s = _state(driver)
     assert s["draws"] >= 1 and s["state"]["surface"] == "bowl"
     expected = results["bowl"]["sgd"][0.005]
