@@ -1,0 +1,237 @@
+"""Data-parallel training over MPI ranks (mpi4py): who this process is, and the few collectives
+the training loop needs.
+
+    mpiexec -n 2 fasttrain train ...       # two replicas, each on half of every batch
+
+Every rank holds a full replica of the model. A global batch of B windows is drawn from one
+seeded generator that every rank advances identically, and rank r takes the r-th of `size`
+equal slices of it (fasttrain.data.Batches, `shard=`): the ranks' shares are disjoint, their
+union is exactly the batch one process would draw, so batch_size and lr mean the same thing for
+any number of ranks, and the data position in a checkpoint is valid for any number of ranks.
+Each rank sums its gradients into the arena; one in-place MPI_Allreduce (sum) over the whole
+gradient arena, a single flat buffer, adds the ranks' sums, and the 1/size of the average is
+folded into the optimizer's grad_scale together with clipping and gradient accumulation, so it
+costs no extra pass. Every rank then takes the same AdamW step on the same gradients, and the
+replicas stay identical (checked at every checkpoint).
+
+Without a launcher, or with one rank, `world()` is SOLO: every method returns at once and
+mpi4py is never imported. Under a launcher the rank count is read from the environment it sets
+(MPICH/Intel MPI/Slurm's PMI: PMI_SIZE; Open MPI: OMPI_COMM_WORLD_SIZE; PMIx: PMIX_RANK)
+before mpi4py is imported, so `mpiexec -n 1` is the same as no launcher at all.
+
+Failure: MPI cannot time out a collective, so a rank that stops taking part must end the job.
+A Python exception on any rank prints that rank's error and calls MPI_Abort, which ends every
+rank (`abort_on_error`); a rank that dies outright (killed, or exits) is noticed by the launcher,
+which ends the others (MPICH's Hydra and Open MPI's mpirun both do). Only rank 0 writes to the
+run directory (checkpoints, metrics, config, plot), and checkpoints are written atomically, so
+the last checkpoint is usable whatever happened to the job.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import time
+import traceback
+import zlib
+
+import numpy as np
+
+# environment variables that launchers set for each process, holding the number of ranks
+SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+# set by PMIx launchers (Open MPI 5's prterun, srun --mpi=pmix), which publish no size variable
+RANK_ONLY_VARIABLES = ("PMIX_RANK",)
+
+
+class DistributedError(RuntimeError):
+    """MPI is needed but missing or mismatched, or the replicas no longer agree."""
+
+
+def launched_size() -> int | None:
+    """The rank count a launcher announced in the environment (None: not launched, or a PMIx
+    launcher that only tells after MPI starts). Reads no library."""
+    for var in SIZE_VARIABLES:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return int(value)
+    if any(var in os.environ for var in RANK_ONLY_VARIABLES):
+        return None
+    return 1
+
+
+class World:
+    """This process's rank among `size` replicas and the collectives over them. The base
+    class is the single-process world (SOLO): every collective is the identity."""
+
+    rank, size, local_size = 0, 1, 1
+    comm = None
+
+    def __init__(self):
+        self.allreduce_seconds = 0.0  # time spent in the gradient all-reduce (waiting included)
+
+    @property
+    def is_root(self) -> bool:
+        """Rank 0: the one that writes checkpoints, metrics and plots, and prints."""
+        return self.rank == 0
+
+    def __repr__(self):
+        return f"World(rank={self.rank}, size={self.size})"
+
+    # the collectives, identities for one process -----------------------------------------------
+    def allreduce_grads(self, grads: np.ndarray) -> None:
+        """grads (P,) <- the sum of every rank's grads, in place."""
+
+    def sum(self, *values: float) -> tuple[float, ...]:
+        """Each value summed over the ranks (float64)."""
+        return values
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any."""
+        return bool(flag)
+
+    def broadcast_state(self, model, opt, batches, step: int) -> int:
+        """Make every rank's parameters, optimizer state, data position and step rank 0's."""
+        return step
+
+    def check_replicas(self, params: np.ndarray) -> None:
+        """Raise DistributedError if the ranks' parameters are not bit for bit the same."""
+
+    def share(self, iterable):
+        """Every size-th item of `iterable`, starting at this rank's index."""
+        return iterable
+
+    @contextlib.contextmanager
+    def rank0_first(self):
+        """Rank 0 runs the block, then the others (who then find what rank 0 wrote)."""
+        yield
+
+    @contextlib.contextmanager
+    def abort_on_error(self):
+        """An exception on one rank ends every rank (see the module's docstring)."""
+        yield
+
+    def default_threads(self) -> int:
+        """Kernel threads per rank when neither --threads nor OMP_NUM_THREADS sets them: the
+        cores this process may use, shared evenly by the ranks on this machine."""
+        from fasttrain.threads import default_num_threads
+
+        if self.local_size == 1 or os.environ.get("OMP_NUM_THREADS", "").strip():
+            return default_num_threads()
+        return max(1, default_num_threads() // self.local_size)
+
+
+SOLO = World()
+
+
+class MPIWorld(World):
+    """World over mpi4py's COMM_WORLD."""
+
+    def __init__(self, MPI, announced: int | None):
+        super().__init__()
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if announced is not None and announced != self.size:
+            # e.g. Open MPI's mpirun starting a Python whose mpi4py loads MPICH: each process
+            # would be a world of one, and N unrelated copies would train over the same files
+            raise DistributedError(
+                f"the launcher started {announced} ranks but MPI sees {self.size}: mpi4py's MPI "
+                f"library ({MPI.Get_library_version().splitlines()[0].strip()}) is not the "
+                f"launcher's; use the mpiexec that belongs to it")
+        # ranks sharing this machine (and its cores): MPI-3 shared-memory split
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_size = node.Get_size()
+        node.Free()
+        self._scalars = np.zeros(8, dtype=np.float64)
+
+    def allreduce_grads(self, grads):
+        t0 = time.perf_counter()
+        self.comm.Allreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM)
+        self.allreduce_seconds += time.perf_counter() - t0
+
+    def sum(self, *values):
+        buf = self._scalars[:len(values)]
+        buf[...] = values
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        return tuple(float(v) for v in buf)
+
+    def any(self, flag):
+        return self.sum(1.0 if flag else 0.0)[0] > 0
+
+    def broadcast_state(self, model, opt, batches, step):
+        # arrays in place (rank 0's buffers are the source), then the small things as one object
+        self.comm.Bcast(model.arena.params, root=0)
+        for array in opt.state_arrays().values():
+            self.comm.Bcast(array, root=0)
+        step, opt.step_count, data_state = self.comm.bcast(
+            (step, opt.step_count, batches.state()), root=0)
+        batches.set_state(data_state)
+        return step
+
+    def check_replicas(self, params):
+        # one CRC-32 per rank, gathered: the replicas start equal and take the same steps on
+        # the same reduced gradients, so any difference is a bug (or an MPI whose all-reduce
+        # gives different ranks different bits) and must not go unnoticed into a checkpoint
+        crc = zlib.crc32(memoryview(np.ascontiguousarray(params)).cast("B"))
+        crcs = self.comm.allgather(crc)
+        if len(set(crcs)) > 1:
+            differ = [r for r, c in enumerate(crcs) if c != crcs[0]]
+            raise DistributedError(f"the parameters of rank(s) {differ} differ from rank 0's: "
+                                   f"the replicas have diverged")
+
+    def share(self, iterable):
+        return itertools.islice(iterable, self.rank, None, self.size)
+
+    @contextlib.contextmanager
+    def rank0_first(self):
+        if self.rank == 0:
+            try:
+                yield
+            finally:  # an exception on rank 0 aborts the job (abort_on_error) before this
+                self.comm.Barrier()
+        else:
+            self.comm.Barrier()
+            yield
+
+    @contextlib.contextmanager
+    def abort_on_error(self):
+        # Without this, a rank that raises would wait in MPI_Finalize (at exit) while the others
+        # wait for it in the next all-reduce: a hang, with the error printed or not. MPI_Abort
+        # ends every rank of the job; mpi4py's own `python -m mpi4py` does the same.
+        try:
+            yield
+        except BaseException as e:
+            if isinstance(e, SystemExit) and not e.code:
+                raise
+            name = type(e).__name__
+            print(f"fasttrain: rank {self.rank} of {self.size} stopped: {name}: {e}\n"
+                  f"fasttrain: aborting all {self.size} ranks (MPI_Abort); the last checkpoint "
+                  f"written stays usable", file=sys.stderr, flush=True)
+            if not isinstance(e, (KeyboardInterrupt, DistributedError)):
+                traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            self.comm.Abort(130 if isinstance(e, KeyboardInterrupt) else 2)
+
+
+_world: World | None = None
+
+
+def world() -> World:
+    """This process's World, made once: SOLO unless a launcher started more than one rank."""
+    global _world
+    if _world is None:
+        size = launched_size()
+        if size == 1:
+            _world = SOLO
+        else:
+            try:
+                from mpi4py import MPI
+            except ImportError as e:
+                raise DistributedError(
+                    f"started by an MPI launcher ({size or 'several'} ranks) but mpi4py is not "
+                    f"installed: pip install 'fasttrain[mpich]' (MPICH wheels, no system MPI "
+                    f"needed) or 'fasttrain[mpi]' (with a system MPI such as Open MPI)") from e
+            w = MPIWorld(MPI, size)
+            _world = SOLO if w.size == 1 else w
+    return _world
