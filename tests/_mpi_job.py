@@ -5,9 +5,9 @@
 Trains with fasttrain.train.train and the given TrainConfig fields. Each rank saves the windows
 of its first micro-batch as first_batch.rank{R}.npy in the run directory, so the test can check
 that the ranks' shares are disjoint and together make the batch one process draws. "fail":
-{"rank": r, "step": k, "how": "kill" | "raise" | "exit"} makes rank r, at its k-th optimizer
-step, die by SIGKILL, raise an exception, or leave with os._exit(3), to test that the others
-stop instead of waiting for it forever.
+{"rank": r, "step": k, "how": "kill" | "raise" | "exit" | "hang"} makes rank r, at its k-th
+optimizer step, die by SIGKILL, raise an exception, leave with os._exit(3), or stop itself
+(SIGSTOP), to test that the others stop instead of waiting for it forever.
 """
 import json
 import os
@@ -37,6 +37,8 @@ def main():
                 os.kill(os.getpid(), signal.SIGKILL)
             elif fail["how"] == "exit":
                 os._exit(3)
+            elif fail["how"] == "hang":
+                os.kill(os.getpid(), signal.SIGSTOP)  # alive, but never answers again
             raise RuntimeError(f"injected failure at step {steps}")
         return real_step(model, opt, spy(micro_batches, steps == 1), *args, **kwargs)
 

@@ -52,11 +52,12 @@ def _clean_env():
     return {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
 
 
-def mpirun(ranks, spec, timeout=180):
+def mpirun(ranks, spec, timeout=180, **env):
     """Run tests/_mpi_job.py on `ranks` ranks; (CompletedProcess, seconds)."""
     cmd = [_mpiexec(), "-n", str(ranks), sys.executable, str(JOB), json.dumps(spec)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_clean_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**_clean_env(), **env})
     return proc, time.perf_counter() - t0
 
 
@@ -229,3 +230,23 @@ def test_a_rank_that_dies_ends_the_job_and_the_checkpoint_resumes(how, reference
         proc, _ = mpirun(2, {"config": cfg, "resume": True})
         assert proc.returncode == 0, proc.stdout + proc.stderr
         np.testing.assert_array_equal(params(run)[0], params(two)[0])  # bit for bit
+
+
+@needs_mpi
+def test_a_rank_that_hangs_ends_the_job_after_the_timeout(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    proc, seconds = mpirun(2, {"config": tiny(corpus_file, run),
+                               "fail": {"rank": 1, "step": 8, "how": "hang"}},
+                           timeout=120, **{distributed.TIMEOUT_VARIABLE: "3"})
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert seconds < 60, f"the job took {seconds:.0f} s to end after rank 1 stopped"
+    assert "fasttrain: rank 0 of 2: no answer from the other ranks for 3 s" in proc.stderr
+    assert params(run)[1]["step"] == 5
+
+
+def test_a_bad_timeout_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(distributed.TIMEOUT_VARIABLE, "soon")
+    with pytest.raises(distributed.DistributedError, match="FASTTRAIN_MPI_TIMEOUT must be"):
+        distributed.timeout_seconds()
+    monkeypatch.setenv(distributed.TIMEOUT_VARIABLE, "0")
+    assert distributed.timeout_seconds() == 0

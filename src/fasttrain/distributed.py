@@ -22,9 +22,11 @@ before mpi4py is imported, so `mpiexec -n 1` is the same as no launcher at all.
 Failure: MPI cannot time out a collective, so a rank that stops taking part must end the job.
 A Python exception on any rank prints that rank's error and calls MPI_Abort, which ends every
 rank (`abort_on_error`); a rank that dies outright (killed, or exits) is noticed by the launcher,
-which ends the others (MPICH's Hydra and Open MPI's mpirun both do). Only rank 0 writes to the
-run directory (checkpoints, metrics, config, plot), and checkpoints are written atomically, so
-the last checkpoint is usable whatever happened to the job.
+which ends the others (MPICH's Hydra and Open MPI's mpirun both do); a rank that hangs without
+dying is caught by a watchdog thread on the others, which aborts the job when one collective
+has waited FASTTRAIN_MPI_TIMEOUT seconds (600 by default; 0 turns it off). Only rank 0 writes
+to the run directory (checkpoints, metrics, config, plot), and checkpoints are written
+atomically, so the last checkpoint is usable whatever happened to the job.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import contextlib
 import itertools
 import os
 import sys
+import threading
 import time
 import traceback
 import zlib
@@ -42,6 +45,20 @@ import numpy as np
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 # set by PMIx launchers (Open MPI 5's prterun, srun --mpi=pmix), which publish no size variable
 RANK_ONLY_VARIABLES = ("PMIX_RANK",)
+
+
+TIMEOUT_VARIABLE = "FASTTRAIN_MPI_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0  # seconds one collective may wait; generous: rank 0 may be saving
+
+
+def timeout_seconds() -> float:
+    """How long a rank waits in one collective before it aborts the job: FASTTRAIN_MPI_TIMEOUT
+    seconds (0 turns the watchdog off), else 600."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        return float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        raise DistributedError(f"{TIMEOUT_VARIABLE} must be a number of seconds, got {value!r}")
 
 
 class DistributedError(RuntimeError):
@@ -68,7 +85,10 @@ class World:
     comm = None
 
     def __init__(self):
-        self.allreduce_seconds = 0.0  # time spent in the gradient all-reduce (waiting included)
+        # seconds spent in the gradient all-reduce, and in every collective (the scalars too),
+        # waiting for the slowest rank included: benchmarks/bench_distributed.py reports them
+        self.allreduce_seconds = 0.0
+        self.collective_seconds = 0.0
 
     @property
     def is_root(self) -> bool:
@@ -144,16 +164,49 @@ class MPIWorld(World):
         self.local_size = node.Get_size()
         node.Free()
         self._scalars = np.zeros(8, dtype=np.float64)
+        self._waiting = None  # (what, since when) while in a collective
+        self.timeout = timeout_seconds()
+        if self.timeout > 0:
+            threading.Thread(target=self._watchdog, name="fasttrain-mpi-watchdog",
+                             daemon=True).start()
+
+    @contextlib.contextmanager
+    def _collective(self, what: str):
+        t0 = time.perf_counter()
+        self._waiting = (what, time.monotonic())
+        try:
+            yield
+        finally:
+            self._waiting = None
+            self.collective_seconds += time.perf_counter() - t0
+
+    def _watchdog(self):
+        # A rank that hangs (stopped, deadlocked, cut off) without dying is not noticed by the
+        # launcher, and a blocking collective never returns: the others would wait forever.
+        # mpi4py releases the GIL inside MPI calls and asks for MPI_THREAD_MULTIPLE, so this
+        # thread runs, and may call MPI_Abort, while the main thread is blocked in one.
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            waiting = self._waiting
+            if waiting is not None and time.monotonic() - waiting[1] > self.timeout:
+                print(f"fasttrain: rank {self.rank} of {self.size}: no answer from the other "
+                      f"ranks for {self.timeout:g} s in {waiting[0]} (a rank hangs, or died "
+                      f"without its launcher noticing); aborting all ranks (MPI_Abort); the "
+                      f"last checkpoint written stays usable ({TIMEOUT_VARIABLE} sets the "
+                      f"timeout)", file=sys.stderr, flush=True)
+                self.comm.Abort(3)
 
     def allreduce_grads(self, grads):
         t0 = time.perf_counter()
-        self.comm.Allreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM)
+        with self._collective("the gradient all-reduce"):
+            self.comm.Allreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM)
         self.allreduce_seconds += time.perf_counter() - t0
 
     def sum(self, *values):
         buf = self._scalars[:len(values)]
         buf[...] = values
-        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        with self._collective("an all-reduce of the loss"):
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         return tuple(float(v) for v in buf)
 
     def any(self, flag):
@@ -161,11 +214,12 @@ class MPIWorld(World):
 
     def broadcast_state(self, model, opt, batches, step):
         # arrays in place (rank 0's buffers are the source), then the small things as one object
-        self.comm.Bcast(model.arena.params, root=0)
-        for array in opt.state_arrays().values():
-            self.comm.Bcast(array, root=0)
-        step, opt.step_count, data_state = self.comm.bcast(
-            (step, opt.step_count, batches.state()), root=0)
+        with self._collective("the broadcast of rank 0's state"):
+            self.comm.Bcast(model.arena.params, root=0)
+            for array in opt.state_arrays().values():
+                self.comm.Bcast(array, root=0)
+            step, opt.step_count, data_state = self.comm.bcast(
+                (step, opt.step_count, batches.state()), root=0)
         batches.set_state(data_state)
         return step
 
@@ -174,7 +228,8 @@ class MPIWorld(World):
         # the same reduced gradients, so any difference is a bug (or an MPI whose all-reduce
         # gives different ranks different bits) and must not go unnoticed into a checkpoint
         crc = zlib.crc32(memoryview(np.ascontiguousarray(params)).cast("B"))
-        crcs = self.comm.allgather(crc)
+        with self._collective("the check of the replicas before a checkpoint"):
+            crcs = self.comm.allgather(crc)
         if len(set(crcs)) > 1:
             differ = [r for r, c in enumerate(crcs) if c != crcs[0]]
             raise DistributedError(f"the parameters of rank(s) {differ} differ from rank 0's: "
@@ -186,24 +241,21 @@ class MPIWorld(World):
     @contextlib.contextmanager
     def rank0_first(self):
         if self.rank == 0:
-            try:
-                yield
-            finally:  # an exception on rank 0 aborts the job (abort_on_error) before this
-                self.comm.Barrier()
-        else:
+            yield  # an exception here aborts the job (abort_on_error)
+        with self._collective("a barrier while rank 0 prepares the data"):
             self.comm.Barrier()
+        if self.rank != 0:
             yield
 
     @contextlib.contextmanager
     def abort_on_error(self):
         # Without this, a rank that raises would wait in MPI_Finalize (at exit) while the others
         # wait for it in the next all-reduce: a hang, with the error printed or not. MPI_Abort
-        # ends every rank of the job; mpi4py's own `python -m mpi4py` does the same.
+        # ends every rank of the job; mpi4py's own `python -m mpi4py` does the same. Anything
+        # that leaves the training early on one rank (even SystemExit(0)) strands the others.
         try:
             yield
         except BaseException as e:
-            if isinstance(e, SystemExit) and not e.code:
-                raise
             name = type(e).__name__
             print(f"fasttrain: rank {self.rank} of {self.size} stopped: {name}: {e}\n"
                   f"fasttrain: aborting all {self.size} ranks (MPI_Abort); the last checkpoint "
