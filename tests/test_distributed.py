@@ -175,7 +175,8 @@ def test_two_ranks_give_the_parameters_of_one(reference, corpus_file):
     assert_close(p2, p1, rtol=0, atol=ATOL, what="parameters, 2 ranks vs 1")
     # the ranks' first batches: disjoint halves, together the batch that 1 rank drew
     cfg = TrainConfig(**tiny(corpus_file, two))
-    first = Batches(Corpus.open(one).train, cfg.context, cfg.batch_size, seed=cfg.seed + 1).next()[0]
+    first, _ = Batches(Corpus.open(one).train, cfg.context, cfg.batch_size,
+                       seed=cfg.seed + 1).next()
     halves = [np.load(two / f"first_batch.rank{r}.npy") for r in (0, 1)]
     np.testing.assert_array_equal(np.concatenate(halves), first)
     # the logged loss is the mean over the whole batch, logged once (by rank 0 alone)
