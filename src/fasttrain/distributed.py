@@ -45,10 +45,12 @@ import numpy as np
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 # set by PMIx launchers (Open MPI 5's prterun, srun --mpi=pmix), which publish no size variable
 RANK_ONLY_VARIABLES = ("PMIX_RANK",)
-
-
 TIMEOUT_VARIABLE = "FASTTRAIN_MPI_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0  # seconds one collective may wait; generous: rank 0 may be saving
+
+
+class DistributedError(RuntimeError):
+    """MPI is needed but missing or mismatched, or the replicas no longer agree."""
 
 
 def timeout_seconds() -> float:
@@ -58,11 +60,8 @@ def timeout_seconds() -> float:
     try:
         return float(value) if value else DEFAULT_TIMEOUT
     except ValueError:
-        raise DistributedError(f"{TIMEOUT_VARIABLE} must be a number of seconds, got {value!r}")
-
-
-class DistributedError(RuntimeError):
-    """MPI is needed but missing or mismatched, or the replicas no longer agree."""
+        raise DistributedError(
+            f"{TIMEOUT_VARIABLE} must be a number of seconds, got {value!r}") from None
 
 
 def launched_size() -> int | None:
