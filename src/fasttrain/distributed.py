@@ -193,7 +193,7 @@ class MPIWorld(World):
                       f"without its launcher noticing); aborting all ranks (MPI_Abort); the "
                       f"last checkpoint written stays usable ({TIMEOUT_VARIABLE} sets the "
                       f"timeout)", file=sys.stderr, flush=True)
-                self.comm.Abort(3)
+                self._abort(3)
 
     def allreduce_grads(self, grads):
         t0 = time.perf_counter()
@@ -261,8 +261,15 @@ class MPIWorld(World):
                   f"written stays usable", file=sys.stderr, flush=True)
             if not isinstance(e, (KeyboardInterrupt, DistributedError)):
                 traceback.print_exc(file=sys.stderr)
-            sys.stderr.flush()
-            self.comm.Abort(130 if isinstance(e, KeyboardInterrupt) else 2)
+            self._abort(130 if isinstance(e, KeyboardInterrupt) else 2)
+
+    def _abort(self, code: int) -> None:
+        # The launcher forwards each rank's stderr through a pipe, and MPI_Abort makes it kill
+        # every process at once: a message still in the pipe is then lost (it happened in about
+        # one run of ten under MPICH's Hydra). A second's pause lets it through first.
+        sys.stderr.flush()
+        time.sleep(1.0)
+        self.comm.Abort(code)
 
 
 _world: World | None = None
