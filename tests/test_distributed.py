@@ -54,6 +54,8 @@ def _clean_env():
 
 def mpirun(ranks, spec, timeout=180, **env):
     """Run tests/_mpi_job.py on `ranks` ranks; (CompletedProcess, seconds)."""
+    if _why_no_mpi():  # reached only under FASTTRAIN_STRICT=1: CI must run these
+        pytest.fail(f"FASTTRAIN_STRICT=1 and {_why_no_mpi()}")
     cmd = [_mpiexec(), "-n", str(ranks), sys.executable, str(JOB), json.dumps(spec)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
