@@ -22,6 +22,8 @@ def _train(args, rest) -> int:
         return 0
     cfg = resolve_config(parse_overrides(rest), args.config, args.resume)
     summary = train(cfg, resume=args.resume)
+    if summary["rank"]:  # under MPI, rank 0 speaks for every rank
+        return 130 if summary["interrupted"] else 0
     state = "interrupted" if summary["interrupted"] else "done"
     print(f"{state}: step {summary['step']}, val loss {summary['val_loss']:.4f}, "
           f"perplexity {summary['val_perplexity']:.2f}, {summary['seconds']:.0f} s, "
