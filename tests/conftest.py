@@ -18,7 +18,11 @@ def _backend_param(name):
     return pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"backend {name}: {why}"))
 
 
-BACKEND_PARAMS = [_backend_param(name) for name in BACKENDS]
+# FASTTRAIN_TEST_BACKENDS=c (comma-separated) narrows the `backend` fixture: .ci/sanitize uses it
+# to run only the instrumented C backend under AddressSanitizer.
+_ONLY = os.environ.get("FASTTRAIN_TEST_BACKENDS")
+TEST_BACKENDS = tuple(b for b in BACKENDS if not _ONLY or b in _ONLY.split(","))
+BACKEND_PARAMS = [_backend_param(name) for name in TEST_BACKENDS]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
