@@ -4,11 +4,20 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fasttrain
 from fasttrain.kernels import BACKENDS, backend_status
 
 STRICT = os.environ.get("FASTTRAIN_STRICT") == "1"
+
+# hypothesis profiles (tests/test_properties.py): "ci", the default, is bounded (about a minute
+# for the whole file) and derandomized, so a CI run is reproducible; HYPOTHESIS_PROFILE=thorough
+# draws 13x more examples, at random.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=800, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _backend_param(name):
