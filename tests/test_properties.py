@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from fasttrain import kernels as fk
 from fasttrain.kernels import KERNELS
 from conftest import assert_close
 from kernel_cases import make_case
@@ -197,3 +198,18 @@ def test_matches_reference_or_refuses(kernel, backend, data):
     # `backend` is a plain string, so sharing it across examples is safe
     outcome = run_property(kernel, backend, data.draw(examples(kernel), label="example"))
     event(outcome)
+
+
+def test_gelu_backward_at_huge_float32_inputs(backend):
+    """Found by the thorough profile: in float32, 3 * 0.044715 * x * x overflows for |x| >
+    ~1e19, and x * s * (1 - s) * du becomes 0 * inf = NaN. The reference, the C kernel and
+    PyTorch 2.13 all give NaN there (a finite input, a NaN gradient); the Numba kernel computes
+    float32 in double and gives the limit (dy for x -> +inf, 0 for x -> -inf). Until the spec
+    settles which is right, Numba is marked as deviating."""
+    x = np.array([1e30, -1e30, 1e20, -1e20, 1e10], np.float32)
+    dy = np.full_like(x, -0.5)
+    want = fk.gelu_backward(x, dy, backend="numpy")
+    got = fk.gelu_backward(x, dy, backend=backend)
+    if backend == "numba" and not np.array_equal(got, want, equal_nan=True):
+        pytest.xfail(f"numba gives {got}, the reference {want}")
+    assert np.array_equal(got, want, equal_nan=True), (got, want)
