@@ -193,6 +193,11 @@ class _Log:
         else:
             print(msg, flush=True)
 
+    def flush(self) -> None:
+        """To the OS, before a checkpoint: a run killed later keeps every line the checkpoint
+        covers (a resume drops the lines after it)."""
+        self.file.flush()
+
     def note(self, msg: str) -> None:
         (self.bar.write if self.bar is not None else print)(msg)
 
@@ -274,6 +279,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
                 tokens += cfg.batch_size
                 log.step(step, loss, lr, norm, cfg.batch_size / (time.perf_counter() - t0))
                 if step % cfg.checkpoint_interval == 0:
+                    log.flush()
                     save_checkpoint(run, step, model, opt, batches, cfg, {}, world)
 
             if stopped:
