@@ -4,11 +4,20 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fasttrain
 from fasttrain.kernels import BACKENDS, backend_status
 
 STRICT = os.environ.get("FASTTRAIN_STRICT") == "1"
+
+# hypothesis profiles (tests/test_properties.py): "ci", the default, is bounded (about a minute
+# for the whole file) and derandomized, so a CI run is reproducible; HYPOTHESIS_PROFILE=thorough
+# draws 13x more examples, at random.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=800, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _backend_param(name):
@@ -18,7 +27,11 @@ def _backend_param(name):
     return pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"backend {name}: {why}"))
 
 
-BACKEND_PARAMS = [_backend_param(name) for name in BACKENDS]
+# FASTTRAIN_TEST_BACKENDS=c (comma-separated) narrows the `backend` fixture: .ci/sanitize uses it
+# to run only the instrumented C backend under AddressSanitizer.
+_ONLY = os.environ.get("FASTTRAIN_TEST_BACKENDS")
+TEST_BACKENDS = tuple(b for b in BACKENDS if not _ONLY or b in _ONLY.split(","))
+BACKEND_PARAMS = [_backend_param(name) for name in TEST_BACKENDS]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

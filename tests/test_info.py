@@ -1,4 +1,6 @@
 """`fasttrain info` tells what loaded and what runs."""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +22,8 @@ def test_report_names_backends_and_simd():
 
 
 def test_command_line_and_module_entry_points():
-    for cmd in (["fasttrain", "info"], [sys.executable, "-m", "fasttrain", "info"]):
+    # The console script of the environment that runs the tests, even when it is not on PATH.
+    script = shutil.which("fasttrain", path=os.path.dirname(sys.executable)) or "fasttrain"
+    for cmd in ([script, "info"], [sys.executable, "-m", "fasttrain", "info"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert out.startswith("fasttrain ") and "backends" in out

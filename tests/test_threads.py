@@ -50,26 +50,6 @@ def test_default_comes_from_omp_num_threads_else_cores(env, expected):
     assert got == (expected if expected is not None else cores)
 
 
-def test_kernels_from_several_python_threads_match_serial_calls(backend):
-    rng = np.random.default_rng(0)
-    cases = [(rng.standard_normal((64, 500)).astype(np.float32), rng.integers(0, 500, 64))
-             for _ in range(6)]
-    serial = [fasttrain.softmax_cross_entropy(x, t, backend=backend) for x, t in cases]
-    results = [None] * len(cases)
-
-    def work(i):
-        for _ in range(5):
-            results[i] = fasttrain.softmax_cross_entropy(*cases[i], backend=backend)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (loss, grad), (ref_loss, ref_grad) in zip(results, serial):
-        assert loss == ref_loss and np.array_equal(grad, ref_grad)
-
-
 def test_pool_manners_are_set_while_loading_and_restored(monkeypatch):
     from fasttrain.threads import POOL_MANNERS, loading_native_libraries
 

@@ -41,6 +41,9 @@ def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> 
     header = {"fasttrain": meta_json, "crc32": _crc(meta_json, arrays)}
     blob = st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=header)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # a process killed inside a write leaves its temporary behind; one run writes at a time
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     try:
         with open(tmp, "wb") as f:
             f.write(blob)

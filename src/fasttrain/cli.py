@@ -5,6 +5,7 @@
     fasttrain eval --run DIR [--data PATH]
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
+    fasttrain landscape | lr-sweep | step | temperature | estimate   (fasttrain/dynamics)
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def _train(args, rest) -> int:
         return 0
     cfg = resolve_config(parse_overrides(rest), args.config, args.resume)
     summary = train(cfg, resume=args.resume)
+    if summary["rank"]:  # under MPI, rank 0 speaks for every rank
+        return 130 if summary["interrupted"] else 0
     state = "interrupted" if summary["interrupted"] else "done"
     print(f"{state}: step {summary['step']}, val loss {summary['val_loss']:.4f}, "
           f"perplexity {summary['val_perplexity']:.2f}, {summary['seconds']:.0f} s, "
@@ -60,8 +63,18 @@ def _schedule(args, rest) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from fasttrain.schedule import learning_rate
+
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(range(len(lrs)), lrs)
+        # the config's schedule, and the others with the same lr, min_lr and warmup to compare
+        for kind in ("cosine", "linear", "constant"):
+            ys = lrs if kind == cfg.schedule else [
+                learning_rate(s, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, steps=cfg.steps,
+                              schedule=kind) for s in range(cfg.steps)]
+            mine = kind == cfg.schedule
+            ax.plot(range(len(ys)), ys, lw=2 if mine else 1, ls="-" if mine else "--",
+                    alpha=1 if mine else 0.6, label=kind + (" (this config)" if mine else ""))
+        ax.legend()
         ax.set_xlabel("step")
         ax.set_ylabel("learning rate")
         ax.set_title(f"{cfg.schedule}: warmup {cfg.warmup}, lr {cfg.lr:g} -> min_lr {cfg.min_lr:g}")
@@ -116,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="version, backends, SIMD level, threads and BLAS")
     p.set_defaults(handler=_info)
+
+    from fasttrain.dynamics.commands import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

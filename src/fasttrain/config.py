@@ -57,7 +57,7 @@ class TrainConfig:
     checkpoint_interval: int = _f(1000, "write a checkpoint every this many steps (and at the end)")
     # runtime
     seed: int = _f(1337, "seeds the initial weights and the batch order")
-    threads: int = _f(0, "kernel threads; 0 means OMP_NUM_THREADS or the core count")
+    threads: int = _f(0, "kernel threads; 0 means OMP_NUM_THREADS, else the cores (shared by MPI ranks)")
     backend: str = _f("c", "kernel backend: 'c', 'numba' or 'numpy'")
     out_dir: str = _f("runs/mlp", "run directory: config, data, metrics, checkpoints, plots")
 

@@ -183,18 +183,30 @@ def windows(tokens: np.ndarray, starts: np.ndarray, context: int,
 
 
 class Batches:
-    """Training batches: `context` tokens in, the next token out, from seeded random starts."""
+    """Training batches: `context` tokens in, the next token out, from seeded random starts.
 
-    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int):
+    shard=(rank, size): every rank draws the same `batch_size` starts (the generator advances
+    identically everywhere) and keeps the rank-th of `size` equal slices, so the ranks' shares
+    are disjoint and together exactly the batch that one process draws (fasttrain.distributed).
+    """
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int,
+                 shard: tuple[int, int] = (0, 1)):
+        rank, size = shard
+        if batch_size % size:
+            raise ValueError(f"a batch of {batch_size} windows does not split evenly over {size} "
+                             f"ranks: make batch_size / grad_accum a multiple of {size}")
         self.tokens, self.context, self.batch_size = tokens, context, batch_size
         self.rng = np.random.default_rng(seed)
-        self.x = np.empty((batch_size, context), dtype=np.int64)  # (B, context)
-        self.y = np.empty(batch_size, dtype=np.int64)              # (B,)
+        self.share = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
+        self.x = np.empty((batch_size // size, context), dtype=np.int64)  # (B / size, context)
+        self.y = np.empty(batch_size // size, dtype=np.int64)              # (B / size,)
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
-        """The next batch, written into buffers owned by this object (valid until next())."""
+        """The next batch (this rank's share of it), written into buffers owned by this object
+        (valid until next())."""
         starts = self.rng.integers(0, len(self.tokens) - self.context, size=self.batch_size)
-        windows(self.tokens, starts, self.context, self.x, self.y)
+        windows(self.tokens, starts[self.share], self.context, self.x, self.y)
         return self.x, self.y
 
     # the RNG state is the data position: saved in checkpoints, restored on resume

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import fasttrain
-from fasttrain import checkpoint
+from fasttrain import checkpoint, distributed
 from fasttrain.config import ConfigError, TrainConfig
 from fasttrain.data import Batches, Corpus, all_windows
 from fasttrain.kernels import clip_coef, sum_of_squares
@@ -56,21 +56,28 @@ def build(cfg: TrainConfig, corpus: Corpus):
     return model, opt
 
 
-def evaluate(model: MLP, tokens: np.ndarray, context: int, batch_size: int) -> float:
-    """Mean loss over every window of `tokens` (the whole validation split, in order)."""
+def evaluate(model: MLP, tokens: np.ndarray, context: int, batch_size: int,
+             world=distributed.SOLO) -> float:
+    """Mean loss over every window of `tokens` (the whole validation split, in order; each
+    rank takes every world.size-th batch of it)."""
     total, count = 0.0, 0
-    for x, y in all_windows(tokens, context, batch_size):
+    for x, y in world.share(all_windows(tokens, context, batch_size)):
         total += model.loss(x, y) * len(y)
         count += len(y)
+    total, count = world.sum(total, count)
     return total / count
 
 
 def save_checkpoint(run: Path, step: int, model, opt, batches: Batches, cfg: TrainConfig,
-                    extra: dict) -> None:
+                    extra: dict, world=distributed.SOLO) -> None:
+    world.check_replicas(model.arena.params)  # rank 0's copy stands for every rank's
+    if not world.is_root:
+        return
     arrays = {"params": model.arena.params, **opt.state_arrays()}
     meta = {"step": step, "optimizer_steps": opt.step_count, "config": cfg.to_dict(),
             "data_rng": batches.state(), "layout": model.arena.layout(),
-            "fasttrain": fasttrain.__version__, "threads": fasttrain.get_num_threads(), **extra}
+            "fasttrain": fasttrain.__version__, "threads": fasttrain.get_num_threads(),
+            "ranks": world.size, **extra}
     checkpoint.save(run / CHECKPOINT, arrays, meta)
 
 
@@ -93,17 +100,20 @@ def load_checkpoint(run: Path, model, opt, batches: Batches, cfg: TrainConfig) -
     return meta["step"], meta
 
 
-def train_step(model, opt, micro_batches, lr: float, grad_clip: float) -> tuple[float, float]:
+def train_step(model, opt, micro_batches, lr: float, grad_clip: float,
+               world=distributed.SOLO) -> tuple[float, float]:
     """One optimizer step: forward + backward over each (x, y) micro-batch, gradients summed in
-    the arena, then one AdamW (or SGD) pass that also averages and clips them (grad_scale).
-    Returns (mean loss, gradient norm before clipping); the parameters change only when both
-    are finite, so a NaN never reaches them."""
+    the arena (and over the ranks), then one AdamW (or SGD) pass that also averages and clips
+    them (grad_scale). Returns (mean loss, gradient norm before clipping); the parameters
+    change only when both are finite, so a NaN never reaches them."""
     model.arena.zero_grad()
     losses = [model.forward_backward(x, y) for x, y in micro_batches]
-    k = len(losses)
+    world.allreduce_grads(model.arena.grads)
+    (loss,) = world.sum(sum(losses))
+    k = len(losses) * world.size
     # the arena holds the sum of the micro-batches' mean gradients; the gradient is that / k
     norm = math.sqrt(sum_of_squares(model.arena.grads, backend=model.backend)) / k
-    loss = sum(losses) / k
+    loss = loss / k
     if math.isfinite(loss) and math.isfinite(norm):
         clip = clip_coef(norm, grad_clip) if grad_clip > 0 else 1.0
         opt.step(lr=lr, grad_scale=clip / k)
@@ -131,6 +141,13 @@ class _StopFlag:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+class _Quiet:
+    """The log of every rank but 0: it writes and prints nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 class _Log:
@@ -177,6 +194,11 @@ class _Log:
         else:
             print(msg, flush=True)
 
+    def flush(self) -> None:
+        """To the OS, before a checkpoint: a run killed later keeps every line the checkpoint
+        covers (a resume drops the lines after it)."""
+        self.file.flush()
+
     def note(self, msg: str) -> None:
         (self.bar.write if self.bar is not None else print)(msg)
 
@@ -190,46 +212,60 @@ class _Log:
 # the loop
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train per cfg (resuming from its out_dir's checkpoint if asked); return a summary."""
+    """Train per cfg (resuming from its out_dir's checkpoint if asked); return a summary.
+    Started by an MPI launcher with several ranks, data-parallel (fasttrain.distributed)."""
+    world = distributed.world()
+    with world.abort_on_error():
+        return _train(cfg, world, resume, progress)
+
+
+def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict:
     cfg.validate()
     run = Path(cfg.out_dir)
     run.mkdir(parents=True, exist_ok=True)
-    if resume and not (run / CHECKPOINT).exists():
+    if resume and world.is_root and not (run / CHECKPOINT).exists():
         raise checkpoint.CheckpointError(f"--resume: {run / CHECKPOINT} does not exist")
-    if cfg.threads:
-        fasttrain.set_num_threads(cfg.threads)
+    if cfg.threads or world.size > 1:  # ranks on one machine share its cores
+        fasttrain.set_num_threads(cfg.threads or world.default_threads())
 
     # 1. data: tokenised once into the run directory, memory-mapped from there
-    corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size, cfg.val_fraction,
-                            cfg.context)
+    with world.rank0_first():
+        corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size,
+                                cfg.val_fraction, cfg.context)
     micro_batch = cfg.batch_size // cfg.grad_accum
-    batches = Batches(corpus.train, cfg.context, micro_batch, seed=cfg.seed + 1)
+    batches = Batches(corpus.train, cfg.context, micro_batch, seed=cfg.seed + 1,
+                      shard=(world.rank, world.size))
 
-    # 2. model and optimizer, or their state at the last checkpoint
+    # 2. model and optimizer, or their state at the last checkpoint (rank 0's, broadcast)
     model, opt = build(cfg, corpus)
     start = 0
-    if resume:
+    if resume and world.is_root:
         start, _ = load_checkpoint(run, model, opt, batches, cfg)
-    cfg.save(run / "config.json")
-    log = _Log(run, cfg, start, progress)
+    start = world.broadcast_state(model, opt, batches, start)
+    if world.is_root:
+        cfg.save(run / "config.json")
+    log = _Log(run, cfg, start, progress) if world.is_root else _Quiet()
     log.note(f"fasttrain: {model.num_params:,} parameters, {len(corpus.train):,} train / "
              f"{len(corpus.val):,} val tokens, backend {cfg.backend}, "
-             f"{fasttrain.get_num_threads()} threads" + (f", resuming at step {start}" if start else ""))
+             f"{fasttrain.get_num_threads()} threads"
+             + (f" on each of {world.size} ranks" if world.size > 1 else "")
+             + (f", resuming at step {start}" if start else ""))
 
     summary = {"start_step": start, "skipped_steps": 0}
     step, val_loss, t_start, tokens = start, float("nan"), time.perf_counter(), 0
     try:
         with _StopFlag() as stop:
-            while step < cfg.steps and not stop.requested:
+            stopped = False  # agreed by every rank, so all take the same path below
+            while step < cfg.steps and not (stopped := world.any(stop.requested)):
                 if step % cfg.eval_interval == 0:
-                    val_loss = evaluate(model, corpus.val, cfg.context, micro_batch)
+                    val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
                     log.eval(step, val_loss)
                 lr = learning_rate(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup,
                                    steps=cfg.steps, schedule=cfg.schedule)
                 t0 = time.perf_counter()
 
                 micro = (batches.next() for _ in range(cfg.grad_accum))
-                loss, norm = train_step(model, opt, micro, lr, cfg.grad_clip)
+                loss, norm = train_step(model, opt, micro, lr, cfg.grad_clip, world)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     what = f"step {step + 1}: loss {loss}, gradient norm {norm}"
                     if cfg.on_nonfinite == "stop":
@@ -244,22 +280,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
                 tokens += cfg.batch_size
                 log.step(step, loss, lr, norm, cfg.batch_size / (time.perf_counter() - t0))
                 if step % cfg.checkpoint_interval == 0:
-                    save_checkpoint(run, step, model, opt, batches, cfg, {})
+                    log.flush()
+                    save_checkpoint(run, step, model, opt, batches, cfg, {}, world)
 
-            if stop.requested:
+            if stopped:
                 log.note(f"interrupted: saving a checkpoint at step {step}")
             else:
-                val_loss = evaluate(model, corpus.val, cfg.context, micro_batch)
+                val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
                 log.eval(step, val_loss)
-            save_checkpoint(run, step, model, opt, batches, cfg, {"val_loss": val_loss})
+            save_checkpoint(run, step, model, opt, batches, cfg, {"val_loss": val_loss}, world)
     finally:
         log.close()
 
     seconds = time.perf_counter() - t_start
     summary.update(step=step, val_loss=val_loss, val_perplexity=math.exp(val_loss),
                    seconds=seconds, tokens_per_s=tokens / seconds if seconds else 0.0,
-                   interrupted=step < cfg.steps, run_dir=str(run))
-    if step >= cfg.steps:
+                   interrupted=step < cfg.steps, run_dir=str(run), rank=world.rank)
+    if step >= cfg.steps and world.is_root:
         from fasttrain.plot import plot_run
 
         summary["plot"] = plot_run(run)

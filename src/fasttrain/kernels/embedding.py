@@ -35,9 +35,9 @@ def embedding_backward(idx, dout, dW, *, accumulate=False, backend=None):
         dW. Summation order is fixed (i ascending for every element): the same bits for any
         thread count.
     """
+    accumulate = _checks.boolean("accumulate", accumulate)  # bool("no") would be True
     idx, dout, dW = _gradient_args(idx, dout, dW, bag=False)
-    return implementation("embedding_backward", backend)(idx, dout, dW,
-                                                         accumulate=bool(accumulate))
+    return implementation("embedding_backward", backend)(idx, dout, dW, accumulate=accumulate)
 
 
 def embedding_bag_forward(idx, W, *, out=None, backend=None):
@@ -67,9 +67,9 @@ def embedding_bag_backward(idx, dout, dW, *, accumulate=False, backend=None):
     Returns:
         dW, summed in a fixed order (the same bits for any thread count).
     """
+    accumulate = _checks.boolean("accumulate", accumulate)  # bool("no") would be True
     idx, dout, dW = _gradient_args(idx, dout, dW, bag=True)
-    return implementation("embedding_bag_backward", backend)(idx, dout, dW,
-                                                             accumulate=bool(accumulate))
+    return implementation("embedding_bag_backward", backend)(idx, dout, dW, accumulate=accumulate)
 
 
 def _indices(idx, V: int, bag: bool):

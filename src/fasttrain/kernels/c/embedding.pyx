@@ -17,13 +17,13 @@ ctypedef fused real:
 
 def embedding_forward(idx, W, out):
     # idx (...) int64, W (V, E), out (..., E)
-    _forward(out.reshape(-1, W.shape[1]), W, idx.reshape(-1, 1))
+    _forward(out.reshape(idx.size, W.shape[1]), W, idx.reshape(-1, 1))  # not -1: E may be 0
     return out
 
 
 def embedding_backward(idx, dout, dW, *, accumulate):
     # idx (...) int64, dout (..., E), dW (V, E)
-    _backward(dW, dout.reshape(-1, dW.shape[1]), idx.reshape(-1, 1), accumulate)
+    _backward(dW, dout.reshape(idx.size, dW.shape[1]), idx.reshape(-1, 1), accumulate)
     return dW
 
 

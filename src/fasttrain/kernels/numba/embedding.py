@@ -39,13 +39,13 @@ def _run_backward(idx, dout, dW, accumulate):
 def embedding_forward(idx, W, out):
     # idx (...) int64, W (V, E), out (..., E)
     use_library_threads()
-    _forward(out.reshape(-1, W.shape[1]), W, idx.reshape(-1, 1))
+    _forward(out.reshape(idx.size, W.shape[1]), W, idx.reshape(-1, 1))  # not -1: E may be 0
     return out
 
 
 def embedding_backward(idx, dout, dW, *, accumulate):
     # idx (...) int64, dout (..., E), dW (V, E)
-    return _run_backward(idx.reshape(-1, 1), dout.reshape(-1, dW.shape[1]), dW, accumulate)
+    return _run_backward(idx.reshape(-1, 1), dout.reshape(idx.size, dW.shape[1]), dW, accumulate)
 
 
 def embedding_bag_forward(idx, W, out):

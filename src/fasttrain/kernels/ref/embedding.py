@@ -16,7 +16,7 @@ def embedding_backward(idx, dout, dW, *, accumulate):
     # idx (...) int64, dout (..., E), dW (V, E)
     if not accumulate:
         dW[...] = 0
-    np.add.at(dW, idx.reshape(-1), dout.reshape(-1, dW.shape[1]))
+    np.add.at(dW, idx.reshape(-1), dout.reshape(idx.size, dW.shape[1]))  # not -1: E may be 0
     return dW
 
 

@@ -1,0 +1,114 @@
+"""One valid call of every kernel in kernels.KERNELS, built from sizes, a dtype and an RNG, shared by
+the tests that treat the kernels alike (test_canary, test_properties, test_threads).
+
+A Case holds the call's arrays by name, the names of those the kernel writes (`written`: its
+output buffers and the arrays it updates in place), the keyword hyper-parameters, and how to call
+the kernel. Outputs start filled with NaN, so a backend that leaves an element unwritten differs
+from the reference. Shape letters: N rows, V vocabulary, C in and OC out channels, E embedding
+width, K indices per bag, P parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fasttrain import kernels as fk
+from fasttrain.kernels import KERNELS
+
+
+@dataclasses.dataclass
+class Case:
+    kernel: str
+    arrays: dict[str, np.ndarray]
+    written: tuple[str, ...]
+    call: object  # (backend, arrays) -> the kernel's return value
+    hyper: dict = dataclasses.field(default_factory=dict)
+
+    def copy(self) -> "Case":
+        return dataclasses.replace(self, arrays={k: a.copy() for k, a in self.arrays.items()})
+
+    def run(self, backend: str, arrays: dict[str, np.ndarray] | None = None):
+        return self.call(backend, self.arrays if arrays is None else arrays, **self.hyper)
+
+
+def _nan(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def make_case(kernel: str, rng: np.random.Generator, dtype, n: int, m: int, k: int = 3,
+              **hyper) -> Case:
+    """A valid call of `kernel` with sizes n (rows), m (columns: V, C or E) and k (OC, V of an
+    embedding table, or K per bag)."""
+    dtype = np.dtype(dtype)
+
+    def real(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    if kernel == "softmax_cross_entropy":
+        targets = rng.integers(0, m, n)
+        targets[rng.random(n) < 0.2] = -100  # some rows ignored
+        return Case(kernel, {"logits": real(n, m), "targets": targets, "out": _nan((n, m), dtype)},
+                    ("out",), lambda b, a, **h: fk.softmax_cross_entropy(
+                        a["logits"], a["targets"], out=a["out"], backend=b, **h), hyper)
+    if kernel == "linear_forward":
+        return Case(kernel, {"x": real(n, m), "W": real(k, m), "b": real(k), "out": _nan((n, k), dtype)},
+                    ("out",), lambda b, a, **h: fk.linear_forward(
+                        a["x"], a["W"], a["b"], out=a["out"], backend=b), hyper)
+    if kernel == "linear_backward":
+        acc = hyper.pop("accumulate", False)
+        init = real if acc else (lambda *shape: _nan(shape, dtype))
+        arrays = {"x": real(n, m), "W": real(k, m), "dy": real(n, k), "dx": _nan((n, m), dtype),
+                  "dW": init(k, m), "db": init(k)}
+        return Case(kernel, arrays, ("dx", "dW", "db"), lambda b, a, **h: fk.linear_backward(
+            a["x"], a["W"], a["dy"], dx=a["dx"], dW=a["dW"], db=a["db"], accumulate=acc,
+            backend=b), hyper)
+    if kernel in ("embedding_forward", "embedding_bag_forward"):
+        bag = kernel == "embedding_bag_forward"
+        V = max(k, 1)
+        idx = rng.integers(0, V, (n, 3) if bag else (n,))
+        fn = getattr(fk, kernel)
+        return Case(kernel, {"idx": idx, "W": real(V, m), "out": _nan((n, m), dtype)}, ("out",),
+                    lambda b, a, **h: fn(a["idx"], a["W"], out=a["out"], backend=b), hyper)
+    if kernel in ("embedding_backward", "embedding_bag_backward"):
+        bag = kernel == "embedding_bag_backward"
+        acc = hyper.pop("accumulate", False)
+        V = max(k, 1)
+        idx = rng.integers(0, V, (n, 3) if bag else (n,))
+        fn = getattr(fk, kernel)
+        dW = real(V, m) if acc else _nan((V, m), dtype)
+        return Case(kernel, {"idx": idx, "dout": real(n, m), "dW": dW}, ("dW",),
+                    lambda b, a, **h: fn(a["idx"], a["dout"], a["dW"], accumulate=acc, backend=b),
+                    hyper)
+    if kernel in ("tanh_forward", "gelu_forward"):
+        fn = getattr(fk, kernel)
+        return Case(kernel, {"x": 3 * real(n, m), "out": _nan((n, m), dtype)}, ("out",),
+                    lambda b, a, **h: fn(a["x"], out=a["out"], backend=b), hyper)
+    if kernel in ("tanh_backward", "gelu_backward"):
+        fn = getattr(fk, kernel)
+        first = np.tanh(real(n, m)) if kernel == "tanh_backward" else 3 * real(n, m)
+        return Case(kernel, {"x": first, "dy": real(n, m), "out": _nan((n, m), dtype)}, ("out",),
+                    lambda b, a, **h: fn(a["x"], a["dy"], out=a["out"], backend=b), hyper)
+    if kernel == "adamw_step":
+        hyper = {"step": 3, "lr": 1e-2, "weight_decay": 0.1, **hyper}
+        arrays = {"param": real(n, m), "grad": real(n, m), "m": 0.1 * real(n, m),
+                  "v": np.abs(0.1 * real(n, m))}
+        return Case(kernel, arrays, ("param", "m", "v"), lambda b, a, **h: fk.adamw_step(
+            a["param"], a["grad"], a["m"], a["v"], backend=b, **h), hyper)
+    if kernel == "sgd_step":
+        hyper = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 0.1, **hyper}
+        arrays = {"param": real(n, m), "grad": real(n, m), "buf": real(n, m)}
+        # with momentum 0, buf is neither read nor written (sgd_step's docstring)
+        return Case(kernel, arrays, ("param", "buf") if hyper["momentum"] else ("param",), lambda b, a, **h: fk.sgd_step(
+            a["param"], a["grad"], a["buf"], backend=b, **h), hyper)
+    if kernel == "sum_of_squares":
+        return Case(kernel, {"x": real(n, m)}, (), lambda b, a, **h: fk.sum_of_squares(
+            a["x"], backend=b), hyper)
+    raise KeyError(f"no case for kernel {kernel!r}")
+
+
+missing = set(KERNELS) - {
+    "softmax_cross_entropy", "linear_forward", "linear_backward", "embedding_forward",
+    "embedding_bag_forward", "embedding_backward", "embedding_bag_backward", "tanh_forward",
+    "gelu_forward", "tanh_backward", "gelu_backward", "adamw_step", "sgd_step", "sum_of_squares"}
+assert not missing, f"kernel_cases.py has no case for {sorted(missing)}: add one"
