@@ -63,6 +63,17 @@ def make_case(kernel: str, rng: np.random.Generator, dtype, n: int, m: int, k: i
         return Case(kernel, arrays, ("dx", "dW", "db"), lambda b, a, **h: fk.linear_backward(
             a["x"], a["W"], a["dy"], dx=a["dx"], dW=a["dW"], db=a["db"], accumulate=acc,
             backend=b), hyper)
+    if kernel == "linear_cross_entropy":  # x (n, m), W (V, m) with V = max(k, 1); chunks of 2 rows
+        acc = hyper.pop("accumulate", False)
+        V = max(k, 1)
+        init = real if acc else (lambda *shape: _nan(shape, dtype))
+        targets = rng.integers(0, V, n)
+        targets[rng.random(n) < 0.2] = -100
+        arrays = {"x": real(n, m), "W": real(V, m), "b": real(V), "targets": targets,
+                  "dx": _nan((n, m), dtype), "dW": init(V, m), "db": init(V)}
+        return Case(kernel, arrays, ("dx", "dW", "db"), lambda b, a, **h: fk.linear_cross_entropy(
+            a["x"], a["W"], a["targets"], a["b"], dx=a["dx"], dW=a["dW"], db=a["db"],
+            accumulate=acc, chunk_rows=2, backend=b, **h), hyper)
     if kernel in ("embedding_forward", "embedding_bag_forward"):
         bag = kernel == "embedding_bag_forward"
         V = max(k, 1)
@@ -108,7 +119,8 @@ def make_case(kernel: str, rng: np.random.Generator, dtype, n: int, m: int, k: i
 
 
 missing = set(KERNELS) - {
-    "softmax_cross_entropy", "linear_forward", "linear_backward", "embedding_forward",
+    "softmax_cross_entropy", "linear_forward", "linear_backward", "linear_cross_entropy",
+    "embedding_forward",
     "embedding_bag_forward", "embedding_backward", "embedding_bag_backward", "tanh_forward",
     "gelu_forward", "tanh_backward", "gelu_backward", "adamw_step", "sgd_step", "sum_of_squares"}
 assert not missing, f"kernel_cases.py has no case for {sorted(missing)}: add one"

@@ -57,6 +57,10 @@ def lin_b_args():
     return dict(x=rand(N, C), W=rand(OC, C), dy=rand(N, OC))
 
 
+def lce_args():
+    return dict(x=rand(N, C), W=rand(V, C), targets=np.array([0, 4, 2, -100]), b=rand(V))
+
+
 def emb_f_args():
     return dict(idx=np.array([0, 4, 1, 4]), W=rand(V, E))
 
@@ -100,7 +104,8 @@ def call(kernel, args, backend):
     args = dict(args)
     positional = {
         "softmax_cross_entropy": ("logits", "targets"), "linear_forward": ("x", "W"),
-        "linear_backward": ("x", "W", "dy"), "embedding_forward": ("idx", "W"),
+        "linear_backward": ("x", "W", "dy"), "linear_cross_entropy": ("x", "W", "targets"),
+        "embedding_forward": ("idx", "W"),
         "embedding_bag_forward": ("idx", "W"), "embedding_backward": ("idx", "dout", "dW"),
         "embedding_bag_backward": ("idx", "dout", "dW"), "tanh_forward": ("x",),
         "gelu_forward": ("x",), "tanh_backward": ("y", "dy"), "gelu_backward": ("x", "dy"),
@@ -205,6 +210,22 @@ TABLES = {
          "dx overlaps x"),
         ("N-past-int32", lambda: dict(x=huge(2**31, C), dy=huge(2**31, OC)), ValueError,
          "linear_backward: N = 2147483648 exceeds the BLAS integer limit"),
+    ]),
+    "linear_cross_entropy": (lce_args, [
+        ("x-None", lambda: dict(x=None), TypeError, f"x {NOT_ARRAY} NoneType"),
+        ("W-shape", lambda: dict(W=rand(V, C + 1)), ValueError,
+         r"W must have shape \(V, C\) = \(V, 3\) to match x \(4, 3\), got \(5, 4\)"),
+        ("W-dtype", lambda: dict(W=rand(V, C, dtype=F64)), TypeError,
+         "W must have the dtype of x, float32, got float64"),
+        ("targets-too-big", lambda: dict(targets=np.array([0, 5, 1, 1])), ValueError,
+         r"targets\[1\] = 5 is outside \[0, 5\)"),
+        ("chunk-rows-0", lambda: dict(chunk_rows=0), ValueError, "chunk_rows must be >= 1, got 0"),
+        ("db-without-b", lambda: dict(b=None, db=np.zeros(V, F32)), ValueError, "b is None"),
+        ("accumulate-without-dW", lambda: dict(accumulate=True), ValueError,
+         "accumulate=True adds into dW and db"),
+        ("dW-is-W", lambda: (lambda W: dict(W=W, dW=W))(rand(V, C)), ValueError, "dW overlaps W"),
+        ("N-past-int32", lambda: dict(x=huge(2**31, C)), ValueError,
+         "linear_cross_entropy: N = 2147483648 exceeds the BLAS integer limit"),
     ]),
     "embedding_forward": (emb_f_args, [
         ("idx-float", lambda: dict(idx=np.zeros(N)), TypeError, "idx must have an integer dtype, got float64"),
@@ -356,6 +377,8 @@ ZERO = [
     ("linear_forward", lambda: dict(x=rand(0, C), W=rand(OC, C), b=rand(OC))),
     ("linear_forward", lambda: dict(x=rand(N, 0), W=rand(OC, 0), b=rand(OC))),
     ("linear_backward", lambda: dict(x=rand(0, C), W=rand(OC, C), dy=rand(0, OC))),
+    ("linear_cross_entropy", lambda: dict(x=rand(0, C), W=rand(V, C), targets=np.zeros(0, int),
+                                          reduction="sum")),
     ("embedding_forward", lambda: dict(idx=np.zeros(0, int), W=rand(V, E))),
     ("embedding_forward", lambda: dict(idx=np.array([0, 4]), W=rand(V, 0))),
     ("embedding_backward", lambda: dict(idx=np.array([1, 2]), dout=rand(2, 0), dW=rand(V, 0))),

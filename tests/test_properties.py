@@ -87,6 +87,10 @@ def tolerance(kernel, dtype, case, name):
         scale = {"dx": a["W"].shape[0] * big(a["dy"]) * big(a["W"]),
                  "dW": n * big(a["dy"]) * big(a["x"]) + big(a["dW"]),
                  "db": n * big(a["dy"]) + big(a["db"])}[name]
+    elif kernel == "linear_cross_entropy":  # linear_backward's sums, with |dlogits| <= 1
+        n = a["x"].shape[0]
+        scale = {"dx": a["W"].shape[0] * big(a["W"]), "dW": n * big(a["x"]) + big(a["dW"]),
+                 "db": n + big(a["db"])}[name]
     elif kernel == "embedding_bag_forward":
         scale = a["idx"].shape[1] * big(a["W"])
     elif kernel in ("embedding_backward", "embedding_bag_backward"):

@@ -68,8 +68,12 @@ def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reductio
     scale = (1.0 / n_valid if n_valid else 0.0) if mean else 1.0
     work = np.empty((max(1, min(chunk_rows, N)), V), dtype=x.dtype)  # (chunk_rows, V)
     losses = np.empty(N, dtype=x.dtype)                                # (N,)
+    # scale and eps in x's dtype, as the C kernel's `real`: for V = 1 the gradient is then
+    # scale - scale = 0 exactly, not a float64 remainder that dW multiplies by x (found by
+    # tests/test_properties.py with |x| ~ 1e30)
+    real = x.dtype.type
     _lce(_GEMM[x.dtype], losses, dx, dW, db, work, x, W, b, targets, ignore_index,
-         label_smoothing, scale, accumulate)
+         real(label_smoothing), real(scale), accumulate)
     if reduction == "none":
         return losses, dx, dW, db
     total = float(losses.sum(dtype=np.float64))
