@@ -29,27 +29,18 @@
 //
 // Not here: argument validation and the 32-bit BLAS size check (the Python front, and a defensive
 // FT_ERR_BLAS_INT below), choosing the BLAS and its thread count (fasttrain/threads.py).
-#include <limits.h>
 #include <string.h>
 #include "fasttrain.h"
 #include "real.h"
+#include "linear.h"
 
-#if defined(FT_F32)
-typedef ft_gemm_f32 gemm_fn;
-#else
-typedef ft_gemm_f64 gemm_fn;
-#endif
-
-static int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
-
-// out (p,q) = A (p,k) B (k,q) + beta out, where out is C-ordered and A, B are each C-ordered
-// (a_f = 0) or Fortran-ordered (a_f = 1), through the column-major GEMM.
+// out (p,q) = A (p,k) B (k,q) + beta out (linear.h).
 // Column-major BLAS sees a C-ordered (r,c) array M as the (c x r) matrix M^T with leading
 // dimension c, and a Fortran-ordered one as M itself with leading dimension r. So it computes
 // out^T (q x p) = B^T (q x k) A^T (k x p): reading a C-ordered operand as its transpose needs no
 // flag ('N'), a Fortran-ordered one needs 'T'. p, q, k > 0 (the caller handles empty shapes).
-static void FT_FN(matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
-                          int b_f, int64_t p, int64_t k, int64_t q, real beta) {
+void FT_FN(ft_internal_matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
+                               int b_f, int64_t p, int64_t k, int64_t q, real beta) {
     const char ta = b_f ? 'T' : 'N', tb = a_f ? 'T' : 'N';
     const int m = (int)q, n = (int)p, kk = (int)k;
     const int lda = b_f ? kk : m, ldb = a_f ? n : kk, ldc = m;
@@ -58,7 +49,8 @@ static void FT_FN(matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const
 }
 
 // acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
-FT_CLONES static void FT_FN(add_row)(real *restrict acc, const real *restrict row, int64_t n) {
+FT_CLONES void FT_FN(ft_internal_add_row)(real *restrict acc, const real *restrict row,
+                                          int64_t n) {
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) acc[j] += row[j];
 }
@@ -83,11 +75,11 @@ static void FT_FN(bias_backward)(real *db, const real *dy, int dy_f, int64_t N, 
         return;
     }
     if (!accumulate) memset(db, 0, (size_t)OC * sizeof(real));
-    for (int64_t i = 0; i < N; i++) FT_FN(add_row)(db, dy + i * OC, OC);
+    for (int64_t i = 0; i < N; i++) FT_FN(ft_internal_add_row)(db, dy + i * OC, OC);
 }
 
 // y (N,OC) = b in every row.
-static void FT_FN(fill_rows)(real *y, const real *b, int64_t N, int64_t OC) {
+void FT_FN(ft_internal_fill_rows)(real *y, const real *b, int64_t N, int64_t OC) {
     for (int64_t i = 0; i < N; i++) memcpy(y + i * OC, b, (size_t)OC * sizeof(real));
 }
 
@@ -95,12 +87,12 @@ int FT_FN(ft_linear_forward)(gemm_fn gemm, real *y, const real *x, const real *W
                              int64_t N, int64_t C, int64_t OC, int layout) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(OC)) return FT_ERR_BLAS_INT;
     if (N == 0 || OC == 0) return 0;
-    if (b) FT_FN(fill_rows)(y, b, N, OC);
+    if (b) FT_FN(ft_internal_fill_rows)(y, b, N, OC);
     else if (C == 0) memset(y, 0, (size_t)(N * OC) * sizeof(real));
     if (C == 0) return 0;
     // y = x W^T + (b or nothing); W^T of a C-ordered W is Fortran-ordered, and vice versa
-    FT_FN(matmul)(gemm, y, x, layout & FT_X_FORTRAN, W, !(layout & FT_W_FORTRAN), N, C, OC,
-                  b ? 1 : 0);
+    FT_FN(ft_internal_matmul)(gemm, y, x, layout & FT_X_FORTRAN, W, !(layout & FT_W_FORTRAN), N,
+                              C, OC, b ? 1 : 0);
     return 0;
 }
 
@@ -117,12 +109,13 @@ int FT_FN(ft_linear_backward)(gemm_fn gemm, real *dx, real *dW, real *db, const 
     }
     // dx (N,C) = dy (N,OC) W (OC,C)
     if (dx && N > 0 && C > 0) {
-        if (OC > 0) FT_FN(matmul)(gemm, dx, dy, dy_f, W, w_f, N, OC, C, 0);
+        if (OC > 0) FT_FN(ft_internal_matmul)(gemm, dx, dy, dy_f, W, w_f, N, OC, C, 0);
         else memset(dx, 0, (size_t)(N * C) * sizeof(real));
     }
     // dW (OC,C) (= or +=) dy^T (OC,N) x (N,C); dy^T of a C-ordered dy is Fortran-ordered
     if (OC > 0 && C > 0) {
-        if (N > 0) FT_FN(matmul)(gemm, dW, dy, !dy_f, x, x_f, OC, N, C, accumulate ? 1 : 0);
+        if (N > 0)
+            FT_FN(ft_internal_matmul)(gemm, dW, dy, !dy_f, x, x_f, OC, N, C, accumulate ? 1 : 0);
         else if (!accumulate) memset(dW, 0, (size_t)(OC * C) * sizeof(real));
     }
     return 0;

@@ -25,39 +25,11 @@
 //
 // Not here: argument validation (the Python front), allocating `work` (the Cython wrapper, so
 // that the buffer is an ordinary numpy array), Fortran-ordered x or W (the front copies them).
-#include <limits.h>
 #include <string.h>
 #include "fasttrain.h"
 #include "real.h"
 #include "crossentropy.h"
-
-#if defined(FT_F32)
-typedef ft_gemm_f32 gemm_fn;
-#else
-typedef ft_gemm_f64 gemm_fn;
-#endif
-
-static int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
-
-// Column-major BLAS reads a C-ordered (r,c) array as its (c x r) transpose; so, as in linear.c:
-// out (p,q) = A (p,k) op(B) + beta out, for C-ordered out and A (lda = k), where op(B) is B (k,q)
-// for a C-ordered B (b_t = 0) or the transpose of a C-ordered (q,k) B (b_t = 1).
-static void FT_FN(gemm_rows)(gemm_fn gemm, real *out, const real *A, int a_t, const real *B,
-                             int b_t, int64_t p, int64_t k, int64_t q, real beta) {
-    // out^T (q x p) = op(B)^T (q x k) A^T (k x p) in column-major terms
-    const char ta = b_t ? 'T' : 'N', tb = a_t ? 'T' : 'N';
-    const int m = (int)q, n = (int)p, kk = (int)k;
-    const int lda = b_t ? kk : m, ldb = a_t ? n : kk, ldc = m;
-    const real one = 1;
-    gemm(&ta, &tb, &m, &n, &kk, &one, B, &lda, A, &ldb, &beta, out, &ldc);
-}
-
-// acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
-FT_CLONES static void FT_FN(lce_add_row)(real *restrict acc, const real *restrict row,
-                                         int64_t n) {
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) acc[j] += row[j];
-}
+#include "linear.h"
 
 int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real *dx, real *dW,
                                   real *db, real *work, const real *x, const real *W,
@@ -77,27 +49,30 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
         if (db) memset(db, 0, (size_t)V * sizeof(real));
         if ((N == 0 || C == 0) && C > 0) memset(dW, 0, (size_t)(V * C) * sizeof(real));
     }
+    // ft_internal_matmul's flags say an operand is Fortran-ordered; the transpose of a C-ordered
+    // array is one, so flag 1 below reads W or work (or x_c) transposed, without a copy.
     for (int64_t i0 = 0; i0 < N; i0 += chunk_rows) {
         const int64_t n = N - i0 < chunk_rows ? N - i0 : chunk_rows;
         const real *xc = x + i0 * C;  // (n,C)
         // work (n,V) = x_c W^T + b: the bias copied into every row, then added to by the GEMM
         if (b) {
-            for (int64_t i = 0; i < n; i++) memcpy(work + i * V, b, (size_t)V * sizeof(real));
+            FT_FN(ft_internal_fill_rows)(work, b, n, V);
         } else if (C == 0) {
             memset(work, 0, (size_t)(n * V) * sizeof(real));
         }
-        if (C > 0) FT_FN(gemm_rows)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0);
+        if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0);
         // work = dlogits_c in place; losses (N,) filled chunk by chunk
         FT_FN(ft_internal_ce_rows)(work, losses + i0, work, targets + i0, n, V, ignore_index,
                                    eps, scale, nthreads);
         if (db) {
-            for (int64_t i = 0; i < n; i++) FT_FN(lce_add_row)(db, work + i * V, V);
+            for (int64_t i = 0; i < n; i++) FT_FN(ft_internal_add_row)(db, work + i * V, V);
         }
         if (C == 0) continue;
         // dx_c (n,C) = dlogits_c (n,V) W (V,C)
-        if (dx) FT_FN(gemm_rows)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0);
+        if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0);
         // dW (V,C) (+)= dlogits_c^T (V,n) x_c (n,C)
-        FT_FN(gemm_rows)(gemm, dW, work, 1, xc, 0, V, n, C, accumulate || i0 > 0 ? 1 : 0);
+        FT_FN(ft_internal_matmul)(gemm, dW, work, 1, xc, 0, V, n, C,
+                                  accumulate || i0 > 0 ? 1 : 0);
     }
     *loss = FT_FN(ft_internal_ce_total)(losses, N, n_valid, reduction);
     return 0;

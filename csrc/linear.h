@@ -1,0 +1,28 @@
+// linear.h: the pieces of linear.c that linear_crossentropy.c reuses. Internal to the C library:
+// not in fasttrain.h, not declared to Cython, and prefixed ft_internal_ so that no one mistakes
+// them for the API. Include after real.h (the functions exist as _f32 and _f64).
+#pragma once
+#include <limits.h>
+#include <stdint.h>
+#include "fasttrain.h"
+#include "real.h"
+
+#if defined(FT_F32)
+typedef ft_gemm_f32 gemm_fn;
+#else
+typedef ft_gemm_f64 gemm_fn;
+#endif
+
+// BLAS takes sizes as 32-bit ints.
+static inline int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
+
+// out (p,q) = A (p,k) B (k,q) + beta out, where out is C-ordered and A, B are each C-ordered
+// (a_f = 0) or Fortran-ordered (a_f = 1), through the column-major GEMM. p, q, k > 0.
+void FT_FN(ft_internal_matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
+                               int b_f, int64_t p, int64_t k, int64_t q, real beta);
+
+// acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
+void FT_FN(ft_internal_add_row)(real *restrict acc, const real *restrict row, int64_t n);
+
+// y (N,OC) = b in every row.
+void FT_FN(ft_internal_fill_rows)(real *y, const real *b, int64_t N, int64_t OC);
