@@ -5,6 +5,7 @@
     fasttrain eval --run DIR [--data PATH]
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
+    fasttrain bench [--kernels K,...] [--quick] [--threads N] [--json F] [--compare OLD.json] [--plot F]
 """
 from __future__ import annotations
 
@@ -84,6 +85,16 @@ def _info(args, rest) -> int:
     return 0
 
 
+def _bench(args, rest) -> int:
+    from fasttrain.bench import BenchError, main
+
+    try:
+        return main(args)
+    except BenchError as e:
+        print(f"fasttrain bench: error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fasttrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="version, backends, SIMD level, threads and BLAS")
     p.set_defaults(handler=_info)
+
+    p = sub.add_parser("bench", help="kernel speed against numpy, PyTorch and this machine's limits")
+    from fasttrain.bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(handler=_bench)
     return parser
 
 
