@@ -50,7 +50,16 @@ ADAMW_MODELS = {  # name: the sizes of the model's parameter tensors (one arena 
 }
 EMBEDDING_SHAPES = [(256, 64, 8192), (50304, 768, 8192)]  # (V, E, N): the byte MLP's, a GPT-2's
 ELEMENTWISE_SHAPES = [(1024, 512), (8192, 3072)]  # the default MLP's hidden layer, a GPT MLP's
-TRAIN_STEPS = [(1024, 8, 64, 512)]  # (B, T, E, H): fasttrain train's default model, bytes (V 256)
+
+def _default_model() -> tuple[int, int, int, int]:
+    """(B, T, E, H) of the model `fasttrain train` trains by default (bytes: V = 256)."""
+    from fasttrain.config import TrainConfig
+
+    c = TrainConfig()
+    return c.batch_size, c.context, c.n_embd, c.hidden
+
+
+TRAIN_STEPS = [_default_model()]
 
 SIZES = {
     "full": {"crossentropy": CROSSENTROPY_SHAPES, "linear": LINEAR_SHAPES,
@@ -68,7 +77,7 @@ _TINY_MODEL = [1000, 24]
 # rounds of A B C ..., seconds per timed block, the limits' sizes, per mode
 # pause_s: before each sample, so that the last library's pool stops spinning (BENCHMARKING.md)
 MODES = {
-    "full": dict(rounds=7, block_s=0.05, pause_s=0.2, bandwidth_bytes=256 << 20,
+    "full": dict(rounds=5, block_s=0.05, pause_s=0.2, bandwidth_bytes=256 << 20,
                  bandwidth_repeats=7, gemm_n=4096),
     "quick": dict(rounds=3, block_s=0.02, pause_s=0.2, bandwidth_bytes=256 << 20,
                   bandwidth_repeats=5, gemm_n=2048),
@@ -837,6 +846,12 @@ def add_arguments(p) -> None:
     """The options of `fasttrain bench` (cli.py registers the subcommand)."""
     import argparse
 
+    p.description = (
+        "Times each kernel at a few standard shapes on every fasttrain backend and PyTorch "
+        "(when installed), interleaved, and prints one table: median, min-max, speedup against "
+        "the numpy reference and against PyTorch from the same rounds, and the share of this "
+        "machine's limits (memory bandwidth, GEMM FLOP/s) measured at the start. Exit status: "
+        "0; 1 when --compare finds a regression; 2 on an error.")
     p.add_argument("--kernels", type=_kernel_list, default=",".join(KERNEL_NAMES),
                    help=f"comma-separated, of {','.join(KERNEL_NAMES)} (default: all)")
     p.add_argument("--quick", action="store_true",
