@@ -66,7 +66,8 @@ SIZES = {
              "adamw": list(ADAMW_MODELS), "embedding": EMBEDDING_SHAPES,
              "elementwise": ELEMENTWISE_SHAPES, "train_step": TRAIN_STEPS},
     "quick": {"crossentropy": [(8192, 4096)], "linear": [(1024, 256, 256)], "adamw": ["10M"],
-              "embedding": EMBEDDING_SHAPES[:1], "elementwise": ELEMENTWISE_SHAPES[:1],
+              # the default model's activation only (a third element names the activation)
+              "embedding": EMBEDDING_SHAPES[:1], "elementwise": [(*ELEMENTWISE_SHAPES[0], "tanh")],
               "train_step": TRAIN_STEPS},
     # for the tests: every code path in seconds
     "tiny": {"crossentropy": [(64, 96)], "linear": [(16, 24, 8)], "adamw": ["tiny"],
@@ -79,7 +80,7 @@ _TINY_MODEL = [1000, 24]
 MODES = {
     "full": dict(rounds=5, block_s=0.05, pause_s=0.2, bandwidth_bytes=256 << 20,
                  bandwidth_repeats=7, gemm_n=4096),
-    "quick": dict(rounds=3, block_s=0.02, pause_s=0.2, bandwidth_bytes=256 << 20,
+    "quick": dict(rounds=3, block_s=0.01, pause_s=0.2, bandwidth_bytes=256 << 20,
                   bandwidth_repeats=5, gemm_n=2048),
     "tiny": dict(rounds=2, block_s=0.002, pause_s=0.005, bandwidth_bytes=8 << 20,
                  bandwidth_repeats=2, gemm_n=128),
@@ -296,6 +297,7 @@ def _elementwise_cases(shapes, torch_names):
 
     def case(act, direction, shape):
         kernel, inputs = ops[(act, direction)]
+        shape = shape[:2]
 
         def setup(names):
             r = _rng()
@@ -332,7 +334,7 @@ def _elementwise_cases(shapes, torch_names):
         return Case("elementwise", f"{act} {direction}", f"{shape[0]}x{shape[1]}",
                     [*FASTTRAIN_BACKENDS, *torch_names], setup,
                     nbytes=4 * shape[0] * shape[1] * (inputs + 1))
-    return [case(a, d, s) for s in shapes for (a, d) in ops]
+    return [case(a, d, s) for s in shapes for (a, d) in ops if len(s) == 2 or s[2] == a]
 
 
 def _train_step_cases(shapes, torch_names):
