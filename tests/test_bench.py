@@ -113,7 +113,7 @@ def test_missing_torch_is_reported_not_an_error(monkeypatch):
     result = bench.run(["crossentropy", "adamw"], mode="tiny", progress=False, log=lines.append)
     assert "PyTorch is not installed" in result["missing"]["torch"]
     assert result["versions"]["torch"] is None and result["failed"] == {}
-    assert {r["backend"] for r in result["results"]} >= {"c", "numpy"}
+    assert {r["backend"] for r in result["results"]} == {"c", "numba", "numpy"}
     assert not any(r["backend"].startswith("torch") for r in result["results"])
     assert all(r["vs_torch"] is None for r in result["results"])
     assert "missing: torch: PyTorch is not installed" in bench.header(result)
@@ -125,6 +125,7 @@ def test_missing_torch_is_reported_not_an_error(monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["--kernels", "crossentropy,attention"], "unknown kernel 'attention'; choose from "),
     (["--kernels", ","], "unknown kernel ','; choose from "),
+    (["--backends", "c,jax"], "unknown backend 'jax'; choose from c,numba,numpy,torch"),
     (["--threads", "0"], "expected a positive integer, got '0'"),
     (["--threads", "two"], "expected a positive integer, got 'two'"),
 ])
@@ -169,6 +170,13 @@ def test_forced_blas_is_named_with_the_kernel_that_runs(monkeypatch):
     warning = bench.blas_warning(env)
     assert "MKL_DEBUG_CPU_TYPE=5" in warning and "openblas 0.3.30: Haswell" in warning
     assert bench.blas_warning(dict(env, blas_forced={})) is None
+
+
+def test_backends_choose_the_contenders():
+    result = bench.run(["crossentropy"], mode="tiny", progress=False, log=lambda s: None,
+                       backends=["c", "numpy"])
+    assert [r["backend"] for r in result["results"]] == ["c", "numpy"]
+    assert result["backends"] == ["c", "numpy"]
 
 
 def test_parse_kernels():

@@ -383,14 +383,26 @@ _CASES = {"crossentropy": _crossentropy_cases, "linear": _linear_cases, "adamw":
           "train_step": _train_step_cases}
 
 
+def _parse_list(text: str, choices: tuple[str, ...], what: str) -> list[str]:
+    names = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in names if k not in choices]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"choose from {','.join(choices)}")
+    return list(dict.fromkeys(names))
+
+
 def parse_kernels(text: str) -> list[str]:
     """'crossentropy,linear' -> ['crossentropy', 'linear']; an unknown name is a ValueError."""
-    names = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in names if k not in KERNEL_NAMES]
-    if unknown or not names:
-        raise ValueError(f"unknown kernel {', '.join(map(repr, unknown)) or repr(text)}; "
-                         f"choose from {','.join(KERNEL_NAMES)}")
-    return list(dict.fromkeys(names))
+    return _parse_list(text, KERNEL_NAMES, "kernel")
+
+
+CONTENDERS = (*FASTTRAIN_BACKENDS, "torch")
+
+
+def parse_backends(text: str) -> list[str]:
+    """'c,torch' -> ['c', 'torch'] ("torch" covers every torch variant); unknown: ValueError."""
+    return _parse_list(text, CONTENDERS, "backend")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,8 +582,9 @@ def summarize(case: Case, times: dict, limits: dict) -> list[dict]:
 
 
 def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
-        progress: bool | None = None, log=print) -> dict:
-    """Measure: the limits, then every case of `kernels`. Returns the JSON-able result."""
+        progress: bool | None = None, log=print, backends=CONTENDERS) -> dict:
+    """Measure: the limits, then every case of `kernels` on those of `backends` that load.
+    Returns the JSON-able result."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     from tqdm import tqdm
@@ -588,8 +601,10 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
     limits = measure_limits(mode, threads, ctx["backends"])
     torch_names = ["torch"] if torch is not None else []
     cases = [c for k in kernels for c in _CASES[k](SIZES[mode][k], torch_names)]
-    available = {name for name, why in ctx["backends"].items() if why is None} | (
-        {"torch", "torch fused"} if torch is not None else set())
+    available = {name for name, why in ctx["backends"].items()
+                 if why is None and name in backends}
+    if torch is not None and "torch" in backends:
+        available |= {"torch", "torch fused"}
     plan = [(c, [n for n in c.contenders if n in available]) for c in cases]
     m = MODES[mode]
     failed: dict[str, str] = {}
@@ -597,8 +612,11 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
     # progress=None: a bar on a terminal only
     with tqdm(total=sum(len(n) for _, n in plan) * m["rounds"], unit="sample", file=sys.stderr,
               disable=None if progress is None else not progress, leave=False) as bar:
-        for case, names in plan:
-            bar.set_description(f"{case.kernel} {case.op} {case.shape}")
+        for i, (case, names) in enumerate(plan):
+            what = f"{case.kernel} {case.op} {case.shape}"
+            bar.set_description(what)
+            if bar.disable and progress is None:  # not a terminal: a line per case instead
+                log(f"[{i + 1}/{len(plan)}] {what}")
             times = run_case(case, names, m["rounds"], m["block_s"], m["pause_s"], bar, failed)
             rows.extend(summarize(case, times, limits))
     if limits.get("bandwidth_gbps"):
@@ -606,7 +624,8 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
 
         end = memory_bandwidth(m["bandwidth_bytes"], threads, m["bandwidth_repeats"])
         limits["bandwidth_end_gbps"] = end["gbps"]
-    return {"schema": SCHEMA, "mode": mode, "kernels": list(kernels), "rounds": m["rounds"],
+    return {"schema": SCHEMA, "mode": mode, "kernels": list(kernels),
+            "backends": [b for b in CONTENDERS if b in backends], "rounds": m["rounds"],
             "pause_s": m["pause_s"], "seconds": time.perf_counter() - t_start, **env,
             "limits": limits, "missing": ctx["missing"], "failed": failed, "results": rows}
 
@@ -805,7 +824,8 @@ def main(args) -> int:
     else:
         mode = "tiny" if args.tiny else "quick" if args.quick else "full"
         result = run(parse_kernels(args.kernels), mode, args.threads,
-                     log=lambda s: print(s, file=sys.stderr))
+                     log=lambda s: print(s, file=sys.stderr),
+                     backends=parse_backends(args.backends))
     print(header(result))
     print(table(result))
     if args.json:
@@ -844,6 +864,16 @@ def _kernel_list(text: str) -> str:
     return text
 
 
+def _backend_list(text: str) -> str:
+    import argparse
+
+    try:
+        parse_backends(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def add_arguments(p) -> None:
     """The options of `fasttrain bench` (cli.py registers the subcommand)."""
     import argparse
@@ -856,6 +886,11 @@ def add_arguments(p) -> None:
         "0; 1 when --compare finds a regression; 2 on an error.")
     p.add_argument("--kernels", type=_kernel_list, default=",".join(KERNEL_NAMES),
                    help=f"comma-separated, of {','.join(KERNEL_NAMES)} (default: all)")
+    # With Numba's OpenMP threading layer started in the same process, torch's per-tensor
+    # AdamW ran ~8x slower here (README, AdamW step); --backends c,numpy,torch leaves numba out.
+    p.add_argument("--backends", type=_backend_list, default=",".join(CONTENDERS),
+                   help=f"comma-separated, of {','.join(CONTENDERS)} (default: all that load; "
+                   "without numpy there is no 'vs numpy')")
     p.add_argument("--quick", action="store_true",
                    help="one shape per kernel, 3 rounds (under a minute on 2 cores)")
     p.add_argument("--threads", type=_positive_int, default=None,
