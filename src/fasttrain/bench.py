@@ -589,6 +589,7 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     from tqdm import tqdm
 
+    t_start = time.perf_counter()
     ctx = prepare(threads)
     threads, torch = ctx["threads"], ctx["torch"]
     env = environment(threads, torch)
@@ -597,7 +598,6 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
         log(warning)
     log(f"fasttrain bench ({mode}): {env['cpu']}, {threads} threads, SIMD {env['simd']}; "
         f"measuring the machine's limits...")
-    t_start = time.perf_counter()
     limits = measure_limits(mode, threads, ctx["backends"])
     torch_names = ["torch"] if torch is not None else []
     cases = [c for k in kernels for c in _CASES[k](SIZES[mode][k], torch_names)]
