@@ -179,6 +179,21 @@ def test_backends_choose_the_contenders():
     assert result["backends"] == ["c", "numpy"]
 
 
+def test_quick_measures_one_shape_per_kernel_and_full_the_benchmarks_shapes():
+    quick = bench.plan_cases(bench.KERNEL_NAMES, "quick", with_torch=True)
+    assert len({(c.kernel, c.shape) for c in quick}) == len(bench.KERNEL_NAMES)
+    assert [c.op for c in quick if c.kernel == "elementwise"] == ["tanh forward", "tanh backward"]
+    full = bench.plan_cases(bench.KERNEL_NAMES, "full", with_torch=True)
+    shapes = {k: {c.shape for c in full if c.kernel == k} for k in bench.KERNEL_NAMES}
+    assert shapes["crossentropy"] == {f"{N}x{V}" for N, V in bench.CROSSENTROPY_SHAPES}
+    assert shapes["linear"] == {"x".join(map(str, s)) for s in bench.LINEAR_SHAPES}
+    assert len(shapes["adamw"]) == len(bench.ADAMW_MODELS)
+    assert len([c for c in full if c.kernel == "elementwise"]) == 4 * len(bench.ELEMENTWISE_SHAPES)
+    assert all("torch" in c.contenders for c in full)
+    assert not any(n.startswith("torch") for c in bench.plan_cases(
+        bench.KERNEL_NAMES, "full", with_torch=False) for n in c.contenders)
+
+
 def test_parse_kernels():
     assert bench.parse_kernels("linear, crossentropy,linear") == ["linear", "crossentropy"]
     with pytest.raises(ValueError, match="choose from crossentropy,linear"):

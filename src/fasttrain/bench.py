@@ -392,6 +392,12 @@ def _parse_list(text: str, choices: tuple[str, ...], what: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def plan_cases(kernels, mode: str, with_torch: bool) -> list[Case]:
+    """The cases a run of `kernels` in `mode` measures (nothing is allocated until setup)."""
+    torch_names = ["torch"] if with_torch else []
+    return [c for k in kernels for c in _CASES[k](SIZES[mode][k], torch_names)]
+
+
 def parse_kernels(text: str) -> list[str]:
     """'crossentropy,linear' -> ['crossentropy', 'linear']; an unknown name is a ValueError."""
     return _parse_list(text, KERNEL_NAMES, "kernel")
@@ -599,8 +605,7 @@ def run(kernels=KERNEL_NAMES, mode: str = "full", threads: int | None = None,
     log(f"fasttrain bench ({mode}): {env['cpu']}, {threads} threads, SIMD {env['simd']}; "
         f"measuring the machine's limits...")
     limits = measure_limits(mode, threads, ctx["backends"])
-    torch_names = ["torch"] if torch is not None else []
-    cases = [c for k in kernels for c in _CASES[k](SIZES[mode][k], torch_names)]
+    cases = plan_cases(kernels, mode, with_torch=torch is not None)
     available = {name for name, why in ctx["backends"].items()
                  if why is None and name in backends}
     if torch is not None and "torch" in backends:
