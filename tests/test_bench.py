@@ -47,7 +47,8 @@ def test_tiny_run_writes_the_documented_json(tiny_run):
             assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["bandwidth_gbps"])
         if r["limit"] == "gemm":
             assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["gemm_gflops"])
-    c_ce = next(r for r in result["results"] if r["kernel"] == "crossentropy" and r["backend"] == "c")
+    c_ce = next(r for r in result["results"]
+                if r["kernel"] == "crossentropy" and r["backend"] == "c")
     assert c_ce["rate_unit"] == "GB/s" and c_ce["limit"] == "bandwidth"
     step = next(r for r in result["results"] if r["kernel"] == "train_step" and r["backend"] == "c")
     assert step["rate_unit"] == "tokens/s" and step["of_limit"] is None

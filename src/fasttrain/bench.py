@@ -1,8 +1,9 @@
 """`fasttrain bench`: how fast each kernel runs here, against the numpy reference, PyTorch and
 this machine's limits, measured in one run.
 
-    fasttrain bench [--kernels crossentropy,linear,...] [--quick] [--threads N] [--json FILE]
-                    [--compare OLD.json] [--threshold 0.1] [--plot FILE.png] [--results FILE]
+    fasttrain bench [--kernels crossentropy,linear,...] [--backends c,numba,numpy,torch] [--quick]
+                    [--threads N] [--json FILE] [--compare OLD.json] [--threshold 0.1]
+                    [--plot FILE.png] [--results FILE]
 
 How it measures (../shared/BENCHMARKING.md in the development tree says why each step is there):
 1. The machine's limits first: in-place read+write bandwidth (fasttrain.limits, best over thread
@@ -50,6 +51,7 @@ ADAMW_MODELS = {  # name: the sizes of the model's parameter tensors (one arena 
 }
 EMBEDDING_SHAPES = [(256, 64, 8192), (50304, 768, 8192)]  # (V, E, N): the byte MLP's, a GPT-2's
 ELEMENTWISE_SHAPES = [(1024, 512), (8192, 3072)]  # the default MLP's hidden layer, a GPT MLP's
+
 
 def _default_model() -> tuple[int, int, int, int]:
     """(B, T, E, H) of the model `fasttrain train` trains by default (bytes: V = 256)."""
@@ -435,10 +437,8 @@ def prepare(threads: int | None) -> dict:
     from fasttrain.kernels import backend_status
 
     status = backend_status()  # loads c (libgomp, scipy's OpenBLAS), numba, numpy
-    if threads is not None:
-        fasttrain.set_num_threads(threads)
-    threads = fasttrain.get_num_threads()
-    fasttrain.set_num_threads(threads)  # applied to every BLAS now loaded
+    threads = threads or fasttrain.get_num_threads()
+    fasttrain.set_num_threads(threads)  # and to every BLAS now loaded
     torch, why = _import_torch()
     if torch is not None:
         torch.set_num_threads(threads)
@@ -503,7 +503,8 @@ def measure_limits(mode: str, threads: int, status: dict) -> dict:
                       bandwidth_per_threads={str(k): v for k, v in bw["per_threads"].items()})
     else:
         limits.update(bandwidth_gbps=None,
-                      bandwidth_why=f"the probe is in the C backend, which did not load: {status['c']}")
+                      bandwidth_why="the probe is in the C backend, which did not load: "
+                      + status["c"])
     g = gemm_flops(m["gemm_n"])
     limits.update(gemm_gflops=g["gflops"], gemm_n=g["n"])
     return limits
@@ -750,9 +751,10 @@ def compare(old: dict, new: dict, threshold: float) -> tuple[str, list[str]]:
                 continue
             change = b / a - 1
             flag = change < -threshold
-            changes.append(f"{ratio} {a:.3g} -> {b:.3g} ({change:+.0%}){' REGRESSION' if flag else ''}")
+            moved = f"{ratio} {a:.3g} -> {b:.3g} ({change:+.0%})"
+            changes.append(moved + (" REGRESSION" if flag else ""))
             if flag:
-                regressions.append(f"{' '.join(key(r))}: {ratio} {a:.3g} -> {b:.3g} ({change:+.0%})")
+                regressions.append(f"{' '.join(key(r))}: {moved}")
         lines.append(f"  {r['kernel']} {r['op']} {r['shape']} {r['backend']}: "
                      + ("; ".join(changes) or "no ratios"))
     if not matched:
@@ -905,7 +907,8 @@ def add_arguments(p) -> None:
                    help="print each ratio's change since that run; exit 1 on a regression")
     p.add_argument("--threshold", type=float, default=0.1,
                    help="a ratio that drops by more than this fraction is a regression (0.1)")
-    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the speedups (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="bar chart of the speedups (needs matplotlib)")
     p.add_argument("--results", metavar="FILE.json",
                    help="report (and compare, plot) a saved run instead of measuring")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes
