@@ -20,21 +20,18 @@ import pytest
 
 import fasttrain
 from conftest import THREADS, available, rng
+from fasttrain.bench import ADAMW_BYTES_PER_PARAM as BYTES_PER_PARAM
+from fasttrain.bench import ADAMW_HYPER as HYPER
+from fasttrain.bench import ADAMW_MODELS
 
-MODELS = {  # name: the parameter tensors' sizes
-    "1M": [1_000_000],
-    "10M": [10_000_000],
-    "100M": [100_000_000],
-    "10Mx100": [100_000] * 100,
-}
+# name: the parameter tensors' sizes; those `fasttrain bench` runs, and 100M (6+ GB in all here)
+MODELS = {**ADAMW_MODELS, "100M": [100_000_000]}
 ROUNDS = {"1M": 50, "10M": 20, "100M": 7, "10Mx100": 20}
 BACKENDS = [available("c"), available("numba"), available("numpy"),
             pytest.param("numpy-inplace", id="numpy-inplace")]
 BACKENDS += [pytest.param(name, id=name, marks=available("torch").marks)
              for name in ("torch", "torch-foreach", "torch-fused")]
 TORCH_OPTIONS = {"torch": {}, "torch-foreach": {"foreach": True}, "torch-fused": {"fused": True}}
-HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-BYTES_PER_PARAM = 28
 
 
 def numpy_inplace_step(p, g, m, v, t1, t2, *, step, lr, betas, eps, weight_decay):

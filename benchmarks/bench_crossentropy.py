@@ -10,8 +10,8 @@ import pytest
 
 import fasttrain
 from conftest import available, record, rng
+from fasttrain.bench import CROSSENTROPY_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
-SHAPES = [(4096, 256), (8192, 4096), (4096, 32768), (2048, 50304)]
 BACKENDS = [available("c"), pytest.param("c-inplace", id="c-inplace",
                                          marks=available("c").marks),
             available("numba"), available("numpy"), available("torch")]

@@ -6,8 +6,8 @@ import pytest
 
 from fasttrain import kernels as K
 from conftest import available, record, rng
+from fasttrain.bench import ELEMENTWISE_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
-SHAPES = [(1024, 512), (8192, 3072)]
 KERNELS = {
     ("tanh", "forward"): (K.tanh_forward, 1),
     ("tanh", "backward"): (K.tanh_backward, 2),

@@ -5,9 +5,9 @@ import pytest
 
 import fasttrain
 from conftest import available, record, rng
-
-# (V, E, N): the default byte MLP (1024 windows x 8 tokens), a GPT-2-sized table
-SHAPES = [(256, 64, 8192), (50304, 768, 8192)]
+# (V, E, N): the default byte MLP (1024 windows x 8 tokens), a GPT-2-sized table; the shapes
+# `fasttrain bench` runs
+from fasttrain.bench import EMBEDDING_SHAPES as SHAPES
 
 
 def make_call(backend, direction, V, E, N):

@@ -28,8 +28,8 @@ import pytest
 
 import fasttrain
 from conftest import THREADS, available, rng
+from fasttrain.bench import LINEAR_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
-SHAPES = [(64, 64, 64), (1024, 256, 256), (4096, 768, 3072), (4096, 3072, 768)]
 NAMES = ["c", "numba", "numpy", "torch", "sgemm"]
 BACKENDS = [available(name) for name in NAMES[:4]] + [pytest.param("sgemm", id="sgemm")]
 

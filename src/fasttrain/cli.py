@@ -6,6 +6,7 @@
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
     fasttrain landscape | lr-sweep | step | temperature | estimate   (fasttrain/dynamics)
+    fasttrain bench [--kernels K,...] [--quick] [--threads N] [--json F] [--compare OLD.json] [--plot F]
 """
 from __future__ import annotations
 
@@ -97,6 +98,16 @@ def _info(args, rest) -> int:
     return 0
 
 
+def _bench(args, rest) -> int:
+    from fasttrain.bench import BenchError, main
+
+    try:
+        return main(args)
+    except BenchError as e:
+        print(f"fasttrain bench: error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fasttrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     from fasttrain.dynamics.commands import add_parsers
 
     add_parsers(sub)
+
+    p = sub.add_parser("bench", help="kernel speed against numpy, PyTorch and this machine's limits")
+    from fasttrain.bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(handler=_bench)
     return parser
 
 

@@ -1,0 +1,201 @@
+"""`fasttrain bench`: the command runs (tiny shapes), writes the documented JSON, compares runs,
+reports a missing PyTorch as missing, and refuses bad arguments clearly."""
+import contextlib
+import io
+import json
+import sys
+
+import pytest
+
+from fasttrain import bench
+from fasttrain.cli import main
+
+ROW_FIELDS = {"kernel", "op", "shape", "backend", "median_s", "min_s", "max_s", "times_s",
+              "vs_numpy", "vs_torch", "vs_torch_peer", "rate", "rate_unit", "limit", "of_limit"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of every kernel through the command line, its JSON and its stdout."""
+    path = tmp_path_factory.mktemp("bench") / "run.json"
+    out = io.StringIO()  # capsys is per test; this run is shared by the module
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["bench", "--tiny", "--json", str(path)])
+    assert rc == 0, out.getvalue()
+    return json.loads(path.read_text()), out.getvalue(), path
+
+
+def test_tiny_run_writes_the_documented_json(tiny_run):
+    result, _, _ = tiny_run
+    assert result["schema"] == bench.SCHEMA and result["mode"] == "tiny"
+    for key in ("date", "cpu", "cores", "threads", "simd", "blas", "blas_forced", "limits",
+                "missing", "failed", "rounds", "results"):
+        assert key in result, key
+    assert set(result["versions"]) >= {"fasttrain", "numpy", "scipy", "numba", "torch"}
+    assert result["versions"]["numpy"] and result["versions"]["scipy"]
+    assert result["simd"] in ("avx512", "avx2", "baseline")
+    assert result["limits"]["gemm_gflops"] > 0 and result["limits"]["bandwidth_gbps"] > 0
+    assert result["failed"] == {}
+    assert {r["kernel"] for r in result["results"]} == set(bench.KERNEL_NAMES)
+    for r in result["results"]:
+        assert set(r) == ROW_FIELDS
+        assert len(r["times_s"]) == result["rounds"]
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+        if r["backend"] == "numpy":
+            assert r["vs_numpy"] == 1.0  # a ratio of each round's time to itself
+        if r["limit"] == "bandwidth":
+            assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["bandwidth_gbps"])
+        if r["limit"] == "gemm":
+            assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["gemm_gflops"])
+    c_ce = next(r for r in result["results"]
+                if r["kernel"] == "crossentropy" and r["backend"] == "c")
+    assert c_ce["rate_unit"] == "GB/s" and c_ce["limit"] == "bandwidth"
+    step = next(r for r in result["results"] if r["kernel"] == "train_step" and r["backend"] == "c")
+    assert step["rate_unit"] == "tokens/s" and step["of_limit"] is None
+
+
+def test_tiny_run_prints_one_table_with_every_backend(tiny_run, torch):
+    result, out, _ = tiny_run
+    assert "| kernel" in out and "vs numpy" in out and "vs torch" in out and "of limit" in out
+    backends = {r["backend"] for r in result["results"]}
+    assert {"c", "numpy", "torch"} <= backends
+    assert "torch fused" in {r["backend"] for r in result["results"] if r["kernel"] == "adamw"}
+    c_rows = [r for r in result["results"] if r["backend"] == "c"]
+    assert all(r["vs_torch"] is not None for r in c_rows)
+
+
+def _result(**ratios):
+    """A crafted run: c's ratios at one shape."""
+    return {"schema": bench.SCHEMA, "date": "2026-11-27T00:00:00+00:00", "cpu": "test CPU",
+            "cores": 2, "threads": 2, "simd": "avx2", "platform": "Linux x86_64",
+            "mode": "quick", "rounds": 3, "versions": {"fasttrain": "0", "numpy": "2"},
+            "blas": [], "blas_forced": {}, "missing": {}, "failed": {},
+            "limits": {"bandwidth_gbps": 30.0, "bandwidth_bytes": 1 << 28,
+                       "bandwidth_per_threads": {"1": 25.0, "2": 30.0}, "gemm_gflops": 100.0,
+                       "gemm_n": 2048},
+            "results": [dict({"kernel": "crossentropy", "op": "fwd+bwd", "shape": "8x16",
+                              "backend": "c", "median_s": 1e-3, "min_s": 1e-3, "max_s": 2e-3,
+                              "times_s": [1e-3] * 3, "vs_torch_peer": "torch", "rate": 12.0,
+                              "rate_unit": "GB/s", "limit": "bandwidth"}, **ratios)]}
+
+
+def _write(path, data):
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_compare_flags_a_regression_and_not_equal_runs(tmp_path, capsys):
+    old = _write(tmp_path / "old.json", _result(vs_numpy=20.0, vs_torch=10.0, of_limit=0.4))
+    worse = _write(tmp_path / "new.json", _result(vs_numpy=20.0, vs_torch=8.0, of_limit=0.4))
+    assert main(["bench", "--results", worse, "--compare", old]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "vs_torch 10 -> 8 (-20%)" in out
+    assert "1 regression(s) beyond 10%" in out
+    # the same drop under a looser threshold, and an identical run: no regression
+    assert main(["bench", "--results", worse, "--compare", old, "--threshold", "0.25"]) == 0
+    assert "REGRESSION" not in capsys.readouterr().out
+    assert main(["bench", "--results", old, "--compare", old]) == 0
+    out = capsys.readouterr().out
+    assert "REGRESSION" not in out and "no regression beyond 10%" in out
+
+
+def test_compare_says_when_the_machines_differ(tmp_path):
+    old, new = _result(vs_numpy=2.0, vs_torch=None, of_limit=None), _result(
+        vs_numpy=2.5, vs_torch=None, of_limit=None)
+    new["cpu"], new["blas_forced"] = "another CPU", {"OPENBLAS_CORETYPE": "Haswell"}
+    report, regressions = bench.compare(old, new, 0.1)
+    assert regressions == [] and "cpu differs" in report and "blas_forced differs" in report
+    assert "vs_numpy 2 -> 2.5 (+25%)" in report
+
+
+def test_missing_torch_is_reported_not_an_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    lines = []
+    result = bench.run(["crossentropy", "adamw"], mode="tiny", progress=False, log=lines.append)
+    assert "PyTorch is not installed" in result["missing"]["torch"]
+    assert result["versions"]["torch"] is None and result["failed"] == {}
+    assert {r["backend"] for r in result["results"]} == {"c", "numba", "numpy"}
+    assert not any(r["backend"].startswith("torch") for r in result["results"])
+    assert all(r["vs_torch"] is None for r in result["results"])
+    assert "missing: torch: PyTorch is not installed" in bench.header(result)
+    head, _, *rows = bench.table(result).splitlines()
+    column = [c.strip() for c in head.split("|")].index("vs torch")
+    assert {row.split("|")[column].strip() for row in rows} == {"-"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kernels", "crossentropy,attention"], "unknown kernel 'attention'; choose from "),
+    (["--kernels", ","], "unknown kernel ','; choose from "),
+    (["--backends", "c,jax"], "unknown backend 'jax'; choose from c,numba,numpy,torch"),
+    (["--threads", "0"], "expected a positive integer, got '0'"),
+    (["--threads", "two"], "expected a positive integer, got 'two'"),
+])
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", *argv])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_files_and_threshold_are_clear_errors(tmp_path, capsys):
+    not_json = tmp_path / "x.json"
+    not_json.write_text("not json")
+    assert main(["bench", "--results", str(not_json)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    other = _write(tmp_path / "other.json", {"loss": 1.0})
+    assert main(["bench", "--results", other]) == 2
+    assert "is not a fasttrain bench JSON" in capsys.readouterr().err
+    assert main(["bench", "--results", other, "--threshold", "1.5"]) == 2
+    assert "--threshold must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tiny_run, tmp_path, capsys):
+    _, _, path = tiny_run
+    png = tmp_path / "speedups.png"
+    assert main(["bench", "--results", str(path), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_fails_before_measuring(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("measured before failing"))
+    assert main(["bench", "--quick", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot needs matplotlib: pip install 'fasttrain[plot]'" in capsys.readouterr().err
+
+
+def test_forced_blas_is_named_with_the_kernel_that_runs(monkeypatch):
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "5")  # read by MKL at load only: harmless here
+    env = bench.environment(2, None)
+    assert env["blas_forced"]["MKL_DEBUG_CPU_TYPE"] == "5"
+    env["blas"] = [{"internal_api": "openblas", "version": "0.3.30", "architecture": "Haswell"}]
+    warning = bench.blas_warning(env)
+    assert "MKL_DEBUG_CPU_TYPE=5" in warning and "openblas 0.3.30: Haswell" in warning
+    assert bench.blas_warning(dict(env, blas_forced={})) is None
+
+
+def test_backends_choose_the_contenders():
+    result = bench.run(["crossentropy"], mode="tiny", progress=False, log=lambda s: None,
+                       backends=["c", "numpy"])
+    assert [r["backend"] for r in result["results"]] == ["c", "numpy"]
+    assert result["backends"] == ["c", "numpy"]
+
+
+def test_quick_measures_one_shape_per_kernel_and_full_the_benchmarks_shapes():
+    quick = bench.plan_cases(bench.KERNEL_NAMES, "quick", with_torch=True)
+    assert len({(c.kernel, c.shape) for c in quick}) == len(bench.KERNEL_NAMES)
+    assert [c.op for c in quick if c.kernel == "elementwise"] == ["tanh forward", "tanh backward"]
+    full = bench.plan_cases(bench.KERNEL_NAMES, "full", with_torch=True)
+    shapes = {k: {c.shape for c in full if c.kernel == k} for k in bench.KERNEL_NAMES}
+    assert shapes["crossentropy"] == {f"{N}x{V}" for N, V in bench.CROSSENTROPY_SHAPES}
+    assert shapes["linear"] == {"x".join(map(str, s)) for s in bench.LINEAR_SHAPES}
+    assert len(shapes["adamw"]) == len(bench.ADAMW_MODELS)
+    assert len([c for c in full if c.kernel == "elementwise"]) == 4 * len(bench.ELEMENTWISE_SHAPES)
+    assert all("torch" in c.contenders for c in full)
+    assert not any(n.startswith("torch") for c in bench.plan_cases(
+        bench.KERNEL_NAMES, "full", with_torch=False) for n in c.contenders)
+
+
+def test_parse_kernels():
+    assert bench.parse_kernels("linear, crossentropy,linear") == ["linear", "crossentropy"]
+    with pytest.raises(ValueError, match="choose from crossentropy,linear"):
+        bench.parse_kernels("softmax")
