@@ -46,6 +46,18 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
     if V == 0:
         raise ValueError("logits must have at least one class (V >= 1), got shape "
                          f"{logits.shape}")
+    targets, ignore_index, reduction, label_smoothing = check_targets_and_options(
+        targets, N, V, ignore_index, reduction, label_smoothing)
+    out = _checks.output("out", out, (N, V), logits.dtype,
+                         {"logits": logits, "targets": targets}, may_be=logits)
+    kernel = implementation("softmax_cross_entropy", backend)
+    return kernel(logits, targets, out, ignore_index=ignore_index, reduction=reduction,
+                  label_smoothing=label_smoothing)
+
+
+def check_targets_and_options(targets, N, V, ignore_index, reduction, label_smoothing):
+    """The cross-entropy's targets (N,) as int64, each in [0, V) or ignore_index, and its
+    options, checked; shared by softmax_cross_entropy and linear_cross_entropy."""
     targets = _checks.index_input("targets", targets, N)  # (N,) int64
     ignore_index = _checks.integer("ignore_index", ignore_index)
     reduction = _checks.choice("reduction", reduction, REDUCTIONS)
@@ -55,8 +67,4 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
         i = int(np.argmax(bad))
         raise ValueError(f"targets[{i}] = {targets[i]} is outside [0, {V}) and is not "
                          f"ignore_index ({ignore_index})")
-    out = _checks.output("out", out, (N, V), logits.dtype,
-                         {"logits": logits, "targets": targets}, may_be=logits)
-    kernel = implementation("softmax_cross_entropy", backend)
-    return kernel(logits, targets, out, ignore_index=ignore_index, reduction=reduction,
-                  label_smoothing=label_smoothing)
+    return targets, ignore_index, reduction, label_smoothing

@@ -10,7 +10,7 @@ import numpy as np
 
 from fasttrain.kernels import _checks
 from fasttrain.kernels._backends import implementation
-from fasttrain.kernels.crossentropy import REDUCTIONS
+from fasttrain.kernels.crossentropy import check_targets_and_options
 
 # The default chunk: as many rows as fit CHUNK_BYTES of logits, but at least MIN_CHUNK_ROWS.
 # Not L2-sized: each chunk's three GEMMs read all of W (V, C) and read and write dW, so a chunk
@@ -100,15 +100,8 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
             raise ValueError(f"b must have shape (V,) = ({V},) to match W {W.shape}, "
                              f"got {b.shape}")
     _checks.blas_sizes("linear_cross_entropy", N=N, C=C, V=V)
-    targets = _checks.index_input("targets", targets, N)  # (N,) int64
-    ignore_index = _checks.integer("ignore_index", ignore_index)
-    reduction = _checks.choice("reduction", reduction, REDUCTIONS)
-    label_smoothing = _checks.real_in("label_smoothing", label_smoothing, 0.0, 1.0)
-    bad = ((targets < 0) | (targets >= V)) & (targets != ignore_index)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"targets[{i}] = {targets[i]} is outside [0, {V}) and is not "
-                         f"ignore_index ({ignore_index})")
+    targets, ignore_index, reduction, label_smoothing = check_targets_and_options(
+        targets, N, V, ignore_index, reduction, label_smoothing)
     if chunk_rows is None:
         chunk_rows = default_chunk_rows(V, dtype.itemsize, N)
     chunk_rows = _checks.integer("chunk_rows", chunk_rows)
