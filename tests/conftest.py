@@ -78,3 +78,13 @@ def assert_close(actual, desired, *, rtol, atol, what=""):
         f"{what}: {np.count_nonzero(~ok)} of {ok.size} elements differ; max |diff| "
         f"{err[finite].max(initial=0):.3e}, max rel diff {rel.max(initial=0):.3e}; first at "
         f"{tuple(int(i) for i in k)}: {a[k]!r} vs {d[k]!r} (rtol={rtol}, atol={atol})")
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    """60 kB of the built-in corpus as a text file: the data of the small training runs."""
+    from fasttrain.data import builtin_corpus
+
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text(builtin_corpus()[:60_000])
+    return path

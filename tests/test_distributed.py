@@ -17,7 +17,7 @@ import pytest
 
 from fasttrain import checkpoint, distributed
 from fasttrain.config import TrainConfig
-from fasttrain.data import Batches, Corpus, builtin_corpus
+from fasttrain.data import Batches, Corpus
 from fasttrain.train import CHECKPOINT, train
 from conftest import STRICT, assert_close
 
@@ -61,13 +61,6 @@ def mpirun(ranks, spec, timeout=180, **env):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**_clean_env(), **env})
     return proc, time.perf_counter() - t0
-
-
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "text.txt"
-    path.write_text(builtin_corpus()[:60_000])
-    return path
 
 
 def tiny(corpus_file, out_dir, **kw):

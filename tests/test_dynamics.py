@@ -6,7 +6,6 @@ import pytest
 
 from fasttrain.cli import main
 from fasttrain.config import TrainConfig
-from fasttrain.data import builtin_corpus
 from fasttrain.dynamics import estimate as est
 from fasttrain.dynamics.lrsweep import final_train_loss, sweep
 from fasttrain.dynamics.onestep import PROBS, WORDS, one_step
@@ -100,13 +99,6 @@ def test_estimate_from_a_folder_without_metrics(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------
 # temperature, on a tiny trained run
-
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "text.txt"
-    path.write_text(builtin_corpus()[:60_000])
-    return path
-
 
 def tiny(corpus_file, **kw):
     return TrainConfig(**{**dict(data=str(corpus_file), context=4, n_embd=8, hidden=32,

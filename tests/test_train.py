@@ -12,17 +12,9 @@ import pytest
 
 from fasttrain import checkpoint
 from fasttrain.config import TrainConfig
-from fasttrain.data import builtin_corpus
 from fasttrain.models import MLP
 from fasttrain.train import CHECKPOINT, TrainingError, train
 from conftest import assert_close
-
-
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "text.txt"
-    path.write_text(builtin_corpus()[:60_000])
-    return path
 
 
 def tiny(corpus_file, out_dir, **kw):
