@@ -13,32 +13,20 @@ its transpose, which is C-ordered, with its bit set in `layout`. The typed memor
 still refuse a wrong dtype or layout and the shapes are checked again, so that no call of this
 module can touch memory out of bounds.
 """
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 
 import numpy as np
-from scipy.linalg import cython_blas
 
 from fasttrain.threads import blas_loaded
 
+from blas cimport blas_function
 from csrc cimport (FT_DY_FORTRAN, FT_ERR_BLAS_INT, FT_W_FORTRAN, FT_X_FORTRAN, ft_gemm_f32,
                    ft_gemm_f64, ft_linear_backward_f32, ft_linear_backward_f64,
                    ft_linear_forward_f32, ft_linear_forward_f64)
 
 
-cdef void *_blas_function(str name) except NULL:
-    """The C address of scipy.linalg.cython_blas.<name>, after checking that its signature is
-    the LP64 one (32-bit int sizes) that csrc/fasttrain.h declares."""
-    capsule = cython_blas.__pyx_capi__[name]
-    cdef const char *signature = PyCapsule_GetName(capsule)
-    if not signature.decode().startswith("void (char *, char *, int *, int *, int *, "):
-        raise ImportError(f"scipy.linalg.cython_blas.{name} has an unexpected signature "
-                          f"{signature.decode()!r}; fasttrain expects 32-bit int sizes")
-    return PyCapsule_GetPointer(capsule, signature)
-
-
-cdef ft_gemm_f32 _sgemm = <ft_gemm_f32>_blas_function("sgemm")
-cdef ft_gemm_f64 _dgemm = <ft_gemm_f64>_blas_function("dgemm")
+cdef ft_gemm_f32 _sgemm = <ft_gemm_f32>blas_function("sgemm")
+cdef ft_gemm_f64 _dgemm = <ft_gemm_f64>blas_function("dgemm")
 blas_loaded()  # scipy's OpenBLAS is loaded now: give it the library's thread count
 
 ctypedef fused real:

@@ -9,14 +9,13 @@ arrays, so that tracemalloc sees them. The typed memoryviews below still refuse 
 layout and the shapes are checked again, so that no call of this module can touch memory out of
 bounds.
 """
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 
 import numpy as np
-from scipy.linalg import cython_blas
 
 from fasttrain.threads import blas_loaded
 
+from blas cimport blas_function
 from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_REDUCTION_SUM,
                    ft_gemm_f32, ft_gemm_f64, ft_linear_crossentropy_f32,
                    ft_linear_crossentropy_f64)
@@ -24,19 +23,8 @@ from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_RED
 _REDUCTIONS = {"none": FT_REDUCTION_NONE, "mean": FT_REDUCTION_MEAN, "sum": FT_REDUCTION_SUM}
 
 
-cdef void *_blas_function(str name) except NULL:
-    """The C address of scipy.linalg.cython_blas.<name>, after checking that its signature is
-    the LP64 one (32-bit int sizes) that csrc/fasttrain.h declares (as in linear.pyx)."""
-    capsule = cython_blas.__pyx_capi__[name]
-    cdef const char *signature = PyCapsule_GetName(capsule)
-    if not signature.decode().startswith("void (char *, char *, int *, int *, int *, "):
-        raise ImportError(f"scipy.linalg.cython_blas.{name} has an unexpected signature "
-                          f"{signature.decode()!r}; fasttrain expects 32-bit int sizes")
-    return PyCapsule_GetPointer(capsule, signature)
-
-
-cdef ft_gemm_f32 _sgemm = <ft_gemm_f32>_blas_function("sgemm")
-cdef ft_gemm_f64 _dgemm = <ft_gemm_f64>_blas_function("dgemm")
+cdef ft_gemm_f32 _sgemm = <ft_gemm_f32>blas_function("sgemm")
+cdef ft_gemm_f64 _dgemm = <ft_gemm_f64>blas_function("dgemm")
 blas_loaded()  # scipy's OpenBLAS is loaded now: give it the library's thread count
 
 ctypedef fused real:
