@@ -23,9 +23,6 @@
 #include "real.h"
 #include "crossentropy.h"
 
-// Below this many logits one thread is faster than waking a team.
-#define CE_PARALLEL_MIN (1 << 15)
-
 // One row: writes d (V,) and returns the row's loss. `scale` multiplies the gradient.
 FT_CLONES static real FT_FN(ce_row)(real *d, const real *x, int64_t V, int64_t t, real eps,
                                     real scale) {
@@ -71,22 +68,25 @@ real FT_FN(ft_internal_ce_scale)(int64_t n_valid, int reduction) {
     return n_valid > 0 ? (real)(1.0 / (double)n_valid) : 0;
 }
 
+real FT_FN(ft_internal_ce_row)(real *d, const real *x, int64_t V, int64_t t,
+                               int64_t ignore_index, real eps, real scale) {
+    if (t == ignore_index) {
+        memset(d, 0, (size_t)V * sizeof(real));
+        return 0;
+    }
+    return FT_FN(ce_row)(d, x, V, t, eps, scale);
+}
+
 void FT_FN(ft_internal_ce_rows)(real *dlogits, real *losses, const real *logits,
                                 const int64_t *targets, int64_t N, int64_t V,
                                 int64_t ignore_index, real eps, real scale, int nthreads) {
     // Rows are independent and each is computed by one thread, start to end: the result is the
     // same bits for any thread count.
 #pragma omp parallel for schedule(static) num_threads(nthreads) \
-    if (nthreads > 1 && N * V >= CE_PARALLEL_MIN)
+    if (nthreads > 1 && N * V >= FT_CE_PARALLEL_MIN)
     for (int64_t i = 0; i < N; i++) {
-        real *d = dlogits + i * V;
-        const real *x = logits + i * V;
-        if (targets[i] == ignore_index) {
-            memset(d, 0, (size_t)V * sizeof(real));
-            losses[i] = 0;
-        } else {
-            losses[i] = FT_FN(ce_row)(d, x, V, targets[i], eps, scale);
-        }
+        losses[i] = FT_FN(ft_internal_ce_row)(dlogits + i * V, logits + i * V, V, targets[i],
+                                              ignore_index, eps, scale);
     }
 }
 

@@ -94,6 +94,10 @@ SHAPES = {  # (N, C, V, chunk_rows)
     "V=1": (9, 4, 1, 4),
     "chunk=1": (5, 3, 6, 1),
     "wide-V": (33, 12, 300, 16),
+    # chunks big enough for the C pass between the GEMMs to open its thread team, over blocks of
+    # rows (4 MiB each: 26 rows in float64, 52 in float32, the last one partial) and db in
+    # pieces of columns (the last one partial)
+    "row-blocks": (150, 4, 20000, 64),
 }
 
 

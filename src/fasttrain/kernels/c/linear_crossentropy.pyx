@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fasttrain.threads import blas_loaded
+from fasttrain.threads import blas_loaded, get_num_threads
 
 from blas cimport blas_function
 from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_REDUCTION_SUM,
@@ -31,16 +31,6 @@ ctypedef fused real:
     float
     double
 
-# The cross-entropy rows between the GEMMs run on this thread alone (nthreads = 1 below: no
-# OpenMP region next to BLAS's pool, the rule of csrc/linear.c). Measured, not assumed: at
-# (N, C, V) = (4096, 128, 8192), chunks of 1024 rows, float32, 2 BLAS threads, 7 interleaved
-# runs on the shared 2-core machine, a 2-thread row loop took 1932 ms median (1294-2328) and the
-# serial one 2018 ms (1207-2712); in the default MLP's training step (B 1024, V 256, one chunk),
-# 30 interleaved rounds, 0.98x and 1.01x of the unfused step's time. No gain outside the noise,
-# since the rows are a few % of the GEMMs' work, and each OpenMP team beside OpenBLAS's risks
-# the spinning fight linear.c records.
-_CE_THREADS = 1
-
 
 def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
                          label_smoothing, chunk_rows, accumulate):
@@ -53,7 +43,7 @@ def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reductio
     losses = np.empty(N, dtype=x.dtype)                     # (N,)
     cdef double loss
     cdef int red = _REDUCTIONS[reduction]
-    cdef int nthreads = _CE_THREADS
+    cdef int nthreads = get_num_threads()  # the rows between the GEMMs (csrc/ says how)
     if x.dtype == np.float32:
         loss = _lce[float](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
                            label_smoothing, accumulate, nthreads)
