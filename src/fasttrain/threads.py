@@ -10,8 +10,8 @@ library that loads with scipy.linalg (the GEMMs of the C and Numba linear kernel
 governs them, through threadpoolctl: set_num_threads() applies it to every BLAS loaded, and a
 backend that loads a BLAS calls blas_loaded() once. Applying it costs milliseconds, so it is done
 then and never per kernel call (OpenBLAS's count is process-wide, unlike OpenMP's).
-No kernel runs an OpenMP team and BLAS threads at once (the linear kernels have no OpenMP region:
-csrc/linear.c says why). Between kernels both pools still busy-wait for a while after their work
+No kernel runs an OpenMP team and BLAS threads at once (linear.c has no OpenMP region, and says
+why; linear_crossentropy.c opens its team only between its GEMMs). Between kernels both pools still busy-wait for a while after their work
 (libgomp for milliseconds, OpenBLAS up to ~0.1 s, yielding), so alternating OpenMP kernels with
 BLAS ones on 2 cores costs time: 2.3x the sum of the two alone for a cross-entropy followed by a
 linear backward (1024x4096 logits, 1024x256x256). OMP_WAIT_POLICY=passive and
