@@ -28,13 +28,14 @@
 // the thread count; for a fixed chunk size and BLAS thread count they are the same from call to
 // call. They differ from the unfused path by rounding only (dW and db summed chunk by chunk).
 // Measured (float32, 2 threads, interleaved runs on the shared 2-core machine): at (N, C, V) =
-// (8192, 768, 50257) the fused call went from 1.17x the unfused path's time with a serial row
-// loop and a second, serial db sweep, to 0.97-1.00x with this pass (two runs of 3 rounds of
-// benchmarks/bench_linear_crossentropy.py: 14.5 s against 14.5 s, 16.5 s against 17.0 s); 1 thread against 2 in this pass, 4 rounds: 0.91-1.04x
-// (1.47x in a first, cold round) against 0.89-0.96x of the unfused time. A first version called crossentropy.c's row loop once
-// per row, opening an (inactive) team each time, and split db in pieces of 2048 columns: at
-// (4096, 256, 256) that was 1.25x the unfused time, now 0.99x; hence ce_row, with no OpenMP,
-// and DB_COLS small enough for V = 256 to split across two threads.
+// (8192, 768, 50257) the fused call went from 1.17x the unfused path's time with a serial row loop
+// and a second, serial db sweep, to 0.97-1.00x with this pass (two runs of 3 rounds of
+// benchmarks/bench_linear_crossentropy.py: 14.5 s against 14.5 s, 16.5 s against 17.0 s); 1 thread
+// against 2 in this pass, 4 rounds: 0.91-1.04x (1.47x in a first, cold round) against 0.89-0.96x of
+// the unfused time. A first version called crossentropy.c's row loop once per row, opening an
+// (inactive) team each time, and split db in pieces of 2048 columns: at (4096, 256, 256) that was
+// 1.25x the unfused time, now 0.99x; hence ce_row, with no OpenMP, and DB_COLS small enough for V =
+// 256 to split across two threads.
 //
 // Not here: argument validation (the Python front), allocating `work` (the Cython wrapper, so
 // that the buffer is an ordinary numpy array), Fortran-ordered x or W (the front copies them).
