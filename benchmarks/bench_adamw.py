@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from conftest import THREADS, available, rng
+from conftest import THREADS, available, rng, sizes
 from fasttrain.bench import ADAMW_BYTES_PER_PARAM as BYTES_PER_PARAM
 from fasttrain.bench import ADAMW_HYPER as HYPER
 from fasttrain.bench import ADAMW_MODELS
@@ -56,7 +56,7 @@ def numpy_inplace_step(p, g, m, v, t1, t2, *, step, lr, betas, eps, weight_decay
     np.add(p, t2, out=p)
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+@pytest.fixture(scope="module", params=sizes(list(MODELS)))
 def model(request):
     """(name, sizes, initial parameters (P,), gradient (P,)), made once per model size."""
     sizes = MODELS[request.param]

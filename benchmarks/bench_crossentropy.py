@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from conftest import available, record, rng
+from conftest import available, record, rng, sizes
 from fasttrain.bench import CROSSENTROPY_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
 BACKENDS = [available("c"), pytest.param("c-inplace", id="c-inplace",
@@ -38,7 +38,7 @@ def make_call(backend, N, V):
     return lambda: fasttrain.softmax_cross_entropy(logits, targets, out=out, backend=backend)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("shape", sizes(SHAPES, lambda s: f"{s[0]}x{s[1]}"))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_crossentropy(benchmark, settle, bandwidth, backend, shape):
     N, V = shape

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fasttrain import kernels as K
-from conftest import available, record, rng
+from conftest import available, record, rng, sizes
 from fasttrain.bench import ELEMENTWISE_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
 KERNELS = {
@@ -41,7 +41,7 @@ def make_call(backend, act, direction, shape):
     return lambda: kernel(x, dy, out=out, backend=backend)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("shape", sizes(SHAPES, lambda s: f"{s[0]}x{s[1]}"))
 @pytest.mark.parametrize("act,direction", list(KERNELS), ids=["-".join(k) for k in KERNELS])
 @pytest.mark.parametrize("backend", [available(b) for b in ("c", "numba", "numpy", "torch")])
 def test_elementwise(benchmark, settle, backend, act, direction, shape):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from conftest import available, record, rng
+from conftest import available, record, rng, sizes
 # (V, E, N): the default byte MLP (1024 windows x 8 tokens), a GPT-2-sized table; the shapes
 # `fasttrain bench` runs
 from fasttrain.bench import EMBEDDING_SHAPES as SHAPES
@@ -34,7 +34,7 @@ def make_call(backend, direction, V, E, N):
     return lambda: fasttrain.kernels.embedding_backward(idx, dout, dW, backend=backend)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "V{}xE{}xN{}".format(*s))
+@pytest.mark.parametrize("shape", sizes(SHAPES, lambda s: "V{}xE{}xN{}".format(*s)))
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 @pytest.mark.parametrize("backend", [available(b) for b in ("c", "numba", "numpy", "torch")])
 def test_embedding(benchmark, settle, backend, direction, shape):

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from conftest import THREADS, available, rng
+from conftest import THREADS, available, rng, sizes
 from fasttrain.bench import LINEAR_SHAPES as SHAPES  # the shapes `fasttrain bench` runs
 
 NAMES = ["c", "numba", "numpy", "torch", "sgemm"]
@@ -92,7 +92,7 @@ def blas_kernels():
             for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", sizes(SHAPES, lambda s: "x".join(map(str, s))))
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_linear(benchmark, settle, backend, direction, shape):

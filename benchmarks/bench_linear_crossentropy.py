@@ -14,7 +14,8 @@ N x V float32 for comparison. The unfused path allocates its (N, V) logits insid
 the fused kernel allocates its (chunk_rows, V) buffer: both pay the same first touch of fresh
 pages, and both buffers are counted.
 
-Under --benchmark-disable (CI) the largest shape is skipped: each of its calls takes seconds.
+Under --benchmark-disable the largest shape is skipped: each of its calls takes seconds (CI runs
+the first shape only: conftest.sizes).
 Interleaved figures (A B C A B C, 0.2 s pause and an untimed call before each):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_linear_crossentropy.py \
         [repeats] [shape index ...]
@@ -31,7 +32,7 @@ import fasttrain
 from fasttrain.kernels import backend_status
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import THREADS, available, record, rng  # noqa: E402
+from conftest import THREADS, available, record, rng, sizes  # noqa: E402
 
 SHAPES = [(4096, 256, 256), (8192, 512, 8192), (8192, 768, 50257)]
 LARGEST = SHAPES[-1]
@@ -95,7 +96,7 @@ def peak_memory(call):
     return extra, traced / 2**20
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", sizes(SHAPES, lambda s: "x".join(map(str, s))))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_linear_crossentropy(benchmark, settle, request, variant, shape):
     disabled = request.config.getoption("benchmark_disable")

@@ -20,6 +20,15 @@ backend_status()
 
 THREADS = 2
 
+def sizes(values, ids=str):
+    """pytest.params for the sizes a benchmark runs at, smallest first: every one after the first
+    is marked `slow`, so that
+        pytest benchmarks/ --benchmark-disable -m "not slow"
+    runs each benchmark once, untimed, at its smallest size (.ci/run: proof that every benchmark
+    still runs, in a minute instead of three)."""
+    return [pytest.param(v, id=ids(v), marks=[pytest.mark.slow] if i else [])
+            for i, v in enumerate(values)]
+
 
 def pytest_configure(config):
     fasttrain.set_num_threads(THREADS)
