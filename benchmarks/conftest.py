@@ -20,6 +20,7 @@ backend_status()
 
 THREADS = 2
 
+
 def sizes(values, ids=str):
     """pytest.params for the sizes a benchmark runs at, smallest first: every one after the first
     is marked `slow`, so that
