@@ -209,10 +209,12 @@ function niceTicks(lo, hi, n) {
 
 // 1, 2, 5 times the powers of ten from lo to hi (lo > 0), for a log axis
 function logTicks(lo, hi) {
-  const out = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++)
-    for (const m of [1, 2, 5]) { const v = m * Math.pow(10, e); if (v >= lo && v <= hi) out.push(v); }
-  return out.length >= 2 ? out : [lo, hi];
+  for (const ms of [[1, 2, 5], [1, 1.5, 2, 3, 4, 5, 7]]) {      // finer when a range is narrow
+    const out = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++)
+      for (const m of ms) { const v = m * Math.pow(10, e); if (v >= lo && v <= hi) out.push(v); }
+    if (out.length >= 3 || ms.length > 3) return out.length >= 2 ? out : [lo, hi];
+  }
 }
 
 // Clear a canvas and draw a chart's frame: grid, ticks, labels. o.x, o.y: [lo, hi] ranges;
