@@ -233,8 +233,8 @@ schedule.</div>
   <span><label for="s-warmup">warmup steps</label> <input id="s-warmup" type="number" min="0" step="1"></span>
   <span><label for="s-lr">peak lr</label> <input id="s-lr" type="number" min="0" step="any"></span>
   <span><label for="s-min">min lr</label> <input id="s-min" type="number" min="0" step="any"></span>
-  <span><label for="s-kind">decay</label> <select id="s-kind"><option>cosine</option>
-    <option>linear</option><option>constant</option></select></span>
+  <span><label for="s-kind">decay</label> <select id="s-kind"><option value="cosine">cosine</option>
+    <option value="linear">linear</option><option value="constant">constant</option></select></span>
   <span><label for="s-steps">total steps</label> <input id="s-steps" type="number" min="1" step="1"></span>
   <button id="s-reset">this run's</button>
 </div>
