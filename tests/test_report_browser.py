@@ -161,3 +161,39 @@ def test_a_large_run_opens_fast(browser, runs):
                            "document.getElementById('slider').dispatchEvent(new Event('input'))")
     assert _state(browser)["sample"] == AWKWARD
     assert not page_problems(browser)
+
+
+def test_the_lr_sweep_page_and_the_links_between_pages(browser, runs, tmp_path):
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from fasttrain.dynamics import landscape, landscape_html, lrsweep
+
+    shutil.copytree(runs[0], tmp_path / "mlp")
+    write_report(tmp_path / "mlp")
+    (tmp_path / "lr-sweep").mkdir()
+    rng = np.random.default_rng(0)
+    sweep = [{"lr": lr, "losses": list(5.5 * np.exp(-k * np.arange(300) / 300)
+                                       + 0.05 * rng.standard_normal(300)),
+              "val_loss": 2.0 + k / 10, "diverged_at": None} for k, lr in enumerate((1e-3, 1e-2))]
+    sweep.append({"lr": 1.0, "losses": [5.5, 9.0, float("inf")], "val_loss": float("nan"),
+                  "diverged_at": 3})
+    lrsweep.write_page(sweep, tmp_path / "lr-sweep" / "lr_sweep.html", "a sweep")
+    (tmp_path / "landscape").mkdir()
+    landscape_html.write_page(landscape.run_all(["bowl"], ["sgd"], [0.03], 20),
+                              tmp_path / "landscape" / "landscape.html")
+
+    browser.get((tmp_path / "lr-sweep" / "lr_sweep.html").as_uri())
+    assert not page_problems(browser)
+    before = browser.execute_script("return document.getElementById('curves').toDataURL()")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#runs tr")
+    assert len(rows) == 4 and "diverged at step 3" in rows[3].text and "best" in rows[1].text
+    rows[2].click()
+    assert browser.execute_script("return sweep.selected") == 1
+    assert browser.execute_script("return document.getElementById('curves').toDataURL()") != before
+    # each page's links lead to the other pages, which open without problems
+    for label, title in (("run mlp", "fasttrain run mlp"), ("landscape", "fasttrain landscape"),
+                         ("lr sweep", "fasttrain lr sweep")):
+        browser.find_element(By.LINK_TEXT, label).click()
+        assert browser.title == title and not page_problems(browser)

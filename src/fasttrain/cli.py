@@ -30,7 +30,8 @@ def _train(args, rest) -> int:
     print(f"{state}: step {summary['step']}, val loss {summary['val_loss']:.4f}, "
           f"perplexity {summary['val_perplexity']:.2f}, {summary['seconds']:.0f} s, "
           f"{summary['tokens_per_s'] / 1e3:.1f}k tokens/s; run in {summary['run_dir']}"
-          + (f", plot {summary['plot']}" if summary.get("plot") else ""))
+          + (f", plot {summary['plot']}" if summary.get("plot") else "")
+          + (f", report {summary['report']}" if summary.get("report") else ""))
     return 130 if summary["interrupted"] else 0
 
 

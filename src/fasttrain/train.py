@@ -283,7 +283,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
              + (f" on each of {world.size} ranks" if world.size > 1 else "")
              + (f", resuming at step {start}" if start else ""))
 
-    def evaluate_and_sample(step: int, extra: dict | None = None) -> float:
+    def evaluate_and_sample(step: int) -> float:
         """Validation loss, the step's sample (rank 0, its own RNG: see sample.py), the log
         line, and with keep_checkpoints the step's checkpoint."""
         val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)

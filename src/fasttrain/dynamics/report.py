@@ -171,7 +171,9 @@ def write_report(run_dir, path=None) -> str:
         "<!--SAMPLING-->", html.escape(
             f"prompt {cfg['sample_prompt']!r}, {cfg['sample_tokens']} tokens at temperature "
             f"{cfg['sample_temperature']:g}, seeded by (seed, step)"))
-    return pages.write_page(Path(path) if path else run / "report.html",
+    from fasttrain.train import REPORT
+
+    return pages.write_page(Path(path) if path else run / REPORT,
                             title=f"fasttrain run {run.name}",
                             heading=f"Run {run.name}: from random weights to a language model",
                             intro=intro, body=body, data=data, script=SCRIPT, css=CSS)
@@ -265,7 +267,7 @@ function perplexityTicks(lo, hi, px) {
     const p = m * Math.pow(10, e), v = Math.log(p);
     if (v < lo || v > hi) continue;
     const y = (v - lo) / (hi - lo) * px;
-    if (y - lastY >= 16) { out.push([v, fmt(p)]); lastY = y; }
+    if (y - lastY >= 18) { out.push([v, fmt(p)]); lastY = y; }
   }
   return out;
 }
