@@ -1,6 +1,7 @@
 """Shared fixtures. With FASTTRAIN_STRICT=1 (set by .ci/run) a backend that fails to load or a
 missing PyTorch is a test failure, not a skip, so CI cannot go green by skipping the core."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -88,3 +89,50 @@ def corpus_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "text.txt"
     path.write_text(builtin_corpus()[:60_000])
     return path
+
+
+def _browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium; it is in fasttrain[test])"
+    for exe, package in (("chromium", "chromium"), ("chromedriver", "chromium-driver")):
+        if shutil.which(exe) is None:
+            return f"{exe} is not on PATH (Debian: apt-get install {package})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless, driven through chromedriver by selenium
+    (https://www.selenium.dev/documentation/webdriver/), shared by the page tests. Without
+    chromium, chromedriver or selenium they skip, saying which is missing; under
+    FASTTRAIN_STRICT=1 (CI, whose .ci/run installs chromium first) they fail instead."""
+    why = _browser_missing()
+    if why:
+        if STRICT:
+            pytest.fail(f"FASTTRAIN_STRICT=1: {why}")
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1100,1000", "--allow-file-access-from-files"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # the driver's path is given, so selenium's manager never looks for (or downloads) one
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def page_problems(driver) -> list:
+    """Console errors and warnings since the last call, and any resource the page fetched (a
+    self-contained page fetches no script, style, image or data file)."""
+    problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    fetched = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    return problems + [f"fetched {url}" for url in fetched]

@@ -1,13 +1,9 @@
 """The landscape page in a real browser: Debian's chromium, headless, driven through
 chromedriver by selenium (https://www.selenium.dev/documentation/webdriver/). The page must load
 without console errors, its controls must change the trajectory it draws, its buttons must
-animate it, and a screenshot must show the contour map.
-
-Without chromium, chromedriver or selenium the tests skip, saying which is missing; under
-FASTTRAIN_STRICT=1 (CI, whose .ci/run installs chromium first) they fail instead."""
+animate it, and a screenshot must show the contour map. The browser is conftest's (it skips, or
+under FASTTRAIN_STRICT=1 fails, without chromium)."""
 import io
-import os
-import shutil
 import time
 
 import numpy as np
@@ -15,19 +11,7 @@ import pytest
 
 from fasttrain.dynamics import landscape as L
 from fasttrain.dynamics.landscape_html import write_page
-
-STRICT = os.environ.get("FASTTRAIN_STRICT") == "1"
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install selenium; it is in fasttrain[test])"
-    for exe, package in (("chromium", "chromium"), ("chromedriver", "chromium-driver")):
-        if shutil.which(exe) is None:
-            return f"{exe} is not on PATH (Debian: apt-get install {package})"
-    return None
+from conftest import page_problems
 
 
 @pytest.fixture(scope="module")
@@ -36,29 +20,6 @@ def page(tmp_path_factory):
     results = L.run_all(["bowl", "rosenbrock"], ["sgd", "adam"], [0.005, 0.03, 0.1], 150)
     write_page(results, path, "bowl")
     return path, results
-
-
-@pytest.fixture(scope="module")
-def browser():
-    why = _missing()
-    if why:
-        if STRICT:
-            pytest.fail(f"FASTTRAIN_STRICT=1: {why}")
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1100,1000", "--allow-file-access-from-files"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # the driver's path is given, so selenium's manager never looks for (or downloads) one
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -85,10 +46,7 @@ def _choose(driver, control, value):
 
 def test_page_loads_without_console_errors(loaded):
     driver, results = loaded
-    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
-    assert not errors, errors
-    # self-contained: the page fetched nothing (no script, style, image or data file)
-    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+    assert not page_problems(driver)
     s = _state(driver)
     assert s["draws"] >= 1 and s["state"]["surface"] == "bowl"
     expected = results["bowl"]["sgd"][0.005]

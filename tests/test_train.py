@@ -213,3 +213,117 @@ def test_cli_errors_are_clear(tmp_path, make, message):
 def test_cli_sample_without_a_run(tmp_path):
     result = _cli("sample", "--run", str(tmp_path))
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# samples through training, kept checkpoints, sample --step
+
+def val_records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == "val"]
+
+
+def test_a_sample_at_every_evaluation(corpus_file, tmp_path, capsys):
+    train(tiny(corpus_file, tmp_path / "run", steps=40, sample_tokens=50, sample_prompt="The "),
+          progress=False)
+    records = val_records(tmp_path / "run")
+    assert [r["step"] for r in records] == [0, 20, 40]
+    for r in records:
+        assert r["sample"].startswith("The ") and len(r["sample"].encode()) >= 4 + 50 - 3
+        assert r["perplexity"] == pytest.approx(math.exp(r["loss"]))
+    assert len({r["sample"] for r in records}) == 3       # the model changed, so did the text
+    out = capsys.readouterr().out.splitlines()
+    for r in records:   # the progress output shows one line of each, after the evaluation's
+        i = next(k for k, line in enumerate(out) if line.startswith(f"step {r['step']:>6d}: val"))
+        assert out[i + 1].startswith("  The ") and len(out[i + 1]) <= 102
+    train(tiny(corpus_file, tmp_path / "off", steps=20, sample_tokens=0), progress=False)
+    assert all("sample" not in r for r in val_records(tmp_path / "off"))
+
+
+def test_samples_leave_training_unchanged_and_survive_resume(corpus_file, tmp_path, monkeypatch):
+    """The sample's generator is seeded by (seed, step) alone: the run's bits are those of a run
+    without samples, and a run interrupted at step 13 and resumed writes the same samples."""
+    import fasttrain.train as train_module
+
+    kw = dict(steps=30, eval_interval=10, sample_tokens=40)
+    train(tiny(corpus_file, tmp_path / "full", **kw), progress=False)
+    train(tiny(corpus_file, tmp_path / "quiet", **{**kw, "sample_tokens": 0}), progress=False)
+    expected, _ = checkpoint.load(tmp_path / "full" / CHECKPOINT)
+    quiet, _ = checkpoint.load(tmp_path / "quiet" / CHECKPOINT)
+    for name in expected:
+        assert np.array_equal(quiet[name], expected[name]), name
+
+    calls = {"n": 0}
+    original = train_module.Batches.next
+
+    def next_with_ctrl_c(self):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(train_module.Batches, "next", next_with_ctrl_c)
+    cut = tiny(corpus_file, tmp_path / "cut", **kw)
+    assert train(cut, progress=False)["step"] == 13
+    monkeypatch.setattr(train_module.Batches, "next", original)
+    train(cut, resume=True, progress=False)
+    got, _ = checkpoint.load(tmp_path / "cut" / CHECKPOINT)
+    for name in expected:
+        assert np.array_equal(got[name], expected[name]), name
+    assert val_records(tmp_path / "cut") == val_records(tmp_path / "full")
+
+
+def test_extending_a_finished_run_logs_each_evaluation_once(corpus_file, tmp_path):
+    from fasttrain.train import resolve_config
+
+    train(tiny(corpus_file, tmp_path / "run", steps=20, eval_interval=10, sample_tokens=10),
+          progress=False)
+    cfg = resolve_config({"out_dir": str(tmp_path / "run"), "steps": "30"}, None, True)
+    train(cfg, resume=True, progress=False)
+    assert [r["step"] for r in val_records(tmp_path / "run")] == [0, 10, 20, 30]
+
+
+def test_keep_checkpoints_and_sample_from_a_step(corpus_file, tmp_path, capsys):
+    from fasttrain.cli import main
+    from fasttrain.sample import generate, load_run, training_sample
+    from fasttrain.train import kept_steps
+
+    run = tmp_path / "run"
+    train(tiny(corpus_file, run, steps=40, keep_checkpoints=True, sample_tokens=30), progress=False)
+    assert kept_steps(run) == [0, 20, 40]
+    for r in val_records(run):     # each kept checkpoint holds the weights that wrote the sample
+        cfg, model, tok = load_run(run, r["step"])
+        assert training_sample(model, tok, cfg, r["step"]) == r["sample"]
+        _, meta = checkpoint.load(run / f"ckpt-{r['step']:06d}.safetensors")
+        assert meta["step"] == r["step"] and meta["val_loss"] == r["loss"]
+
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--step", "20", "--prompt", "The ", "--tokens",
+                 "30", "--seed", "5"]) == 0
+    cfg, model, tok = load_run(run, 20)
+    assert capsys.readouterr().out == generate(model, tok, "The ", 30, temperature=0.8,
+                                               seed=5) + "\n"
+    assert main(["sample", "--run", str(run), "--step", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint of step 7" in err and "kept steps: 0, 20, 40" in err
+
+    # by default only the last checkpoint is kept; --step names it, or says how to keep more
+    plain = tmp_path / "plain"
+    assert _cli("train", f"--data={corpus_file}", "--context=4", "--n_embd=8", "--hidden=32",
+                "--batch_size=64", "--steps=20", "--eval_interval=10", f"--out_dir={plain}",
+                "--sample_tokens=5").returncode == 0
+    assert kept_steps(plain) == [] and (plain / CHECKPOINT).exists()
+    capsys.readouterr()
+    assert main(["sample", "--run", str(plain), "--step", "20", "--tokens", "5"]) == 0
+    assert main(["sample", "--run", str(plain), "--step", "10"]) == 2
+    assert "--keep_checkpoints" in capsys.readouterr().err
+
+
+def test_keep_checkpoints_as_a_bare_flag():
+    from fasttrain.config import parse_overrides
+
+    assert parse_overrides(["--keep_checkpoints"]) == {"keep_checkpoints": "true"}
+    assert parse_overrides(["--keep_checkpoints", "--steps=5"]) == {"keep_checkpoints": "true",
+                                                                    "steps": "5"}
+    assert parse_overrides(["--keep_checkpoints=false"]) == {"keep_checkpoints": "false"}
+    assert TrainConfig().override(parse_overrides(["--keep-checkpoints"]), "cli").keep_checkpoints

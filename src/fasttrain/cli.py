@@ -1,7 +1,8 @@
 """The `fasttrain` command: one subcommand per job.
 
-    fasttrain train [--config FILE.toml] [--resume] [--key=value ...]
-    fasttrain sample --run DIR [--prompt TEXT] [--temperature T] [--top-k K] [--tokens N] [--seed S]
+    fasttrain train [--config FILE.toml] [--resume] [--keep_checkpoints] [--key=value ...]
+    fasttrain sample --run DIR [--step N] [--prompt TEXT] [--temperature T] [--top-k K] [--tokens N] [--seed S]
+    fasttrain report --run DIR           (report.html: loss, samples, schedule, compute)
     fasttrain eval --run DIR [--data PATH]
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
@@ -29,16 +30,24 @@ def _train(args, rest) -> int:
     print(f"{state}: step {summary['step']}, val loss {summary['val_loss']:.4f}, "
           f"perplexity {summary['val_perplexity']:.2f}, {summary['seconds']:.0f} s, "
           f"{summary['tokens_per_s'] / 1e3:.1f}k tokens/s; run in {summary['run_dir']}"
-          + (f", plot {summary['plot']}" if summary.get("plot") else ""))
+          + (f", plot {summary['plot']}" if summary.get("plot") else "")
+          + (f", report {summary['report']}" if summary.get("report") else ""))
     return 130 if summary["interrupted"] else 0
 
 
 def _sample(args, rest) -> int:
     from fasttrain.sample import generate, load_run
 
-    _, model, tokenizer = load_run(args.run)
+    _, model, tokenizer = load_run(args.run, args.step)
     print(generate(model, tokenizer, args.prompt, args.tokens, temperature=args.temperature,
                    top_k=args.top_k, seed=args.seed))
+    return 0
+
+
+def _report(args, rest) -> int:
+    from fasttrain.dynamics.report import write_report
+
+    print(f"wrote {write_report(args.run)}")
     return 0
 
 
@@ -126,7 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--tokens", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step", type=int, default=None, metavar="N",
+                   help="the checkpoint of step N (kept by --keep_checkpoints); default the last")
     p.set_defaults(handler=_sample)
+
+    p = sub.add_parser("report", help="write a run's report.html: loss, samples through "
+                                      "training, compute, a schedule explorer")
+    p.add_argument("--run", required=True, metavar="DIR")
+    p.set_defaults(handler=_report)
 
     p = sub.add_parser("eval", help="loss and perplexity of a run on its validation split or a text")
     p.add_argument("--run", required=True, metavar="DIR")

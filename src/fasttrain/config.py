@@ -55,6 +55,11 @@ class TrainConfig:
     eval_interval: int = _f(500, "evaluate on the whole validation split every this many steps")
     log_interval: int = _f(50, "print a progress line every this many steps (when not a terminal)")
     checkpoint_interval: int = _f(1000, "write a checkpoint every this many steps (and at the end)")
+    keep_checkpoints: bool = _f(False, "also keep each evaluation's checkpoint as ckpt-STEP.safetensors (sample --step)")
+    # a sample at every evaluation: its own RNG, seeded by (seed, step), so training is unchanged
+    sample_tokens: int = _f(200, "tokens sampled at each evaluation (metrics, report.html); 0 turns samples off")
+    sample_prompt: str = _f("The ", "the text each evaluation's sample continues")
+    sample_temperature: float = _f(0.8, "temperature of the evaluation samples (0: argmax)")
     # runtime
     seed: int = _f(1337, "seeds the initial weights and the batch order")
     threads: int = _f(0, "kernel threads; 0 means OMP_NUM_THREADS, else the cores (shared by MPI ranks)")
@@ -74,7 +79,8 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1; got {getattr(self, key)}")
-        for key in ("warmup", "threads", "weight_decay", "grad_clip", "lr", "min_lr"):
+        for key in ("warmup", "threads", "weight_decay", "grad_clip", "lr", "min_lr",
+                    "sample_tokens", "sample_temperature"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -139,14 +145,19 @@ def load_toml(path: str) -> dict:
 
 
 def parse_overrides(args: list[str]) -> dict:
-    """['--lr=0.01', '--steps', '100'] -> {'lr': '0.01', 'steps': '100'} (values parsed later)."""
+    """['--lr=0.01', '--steps', '100'] -> {'lr': '0.01', 'steps': '100'} (values parsed later).
+    A boolean key given alone (--keep_checkpoints) means true."""
+    flags = {f.name for f in dataclasses.fields(TrainConfig) if f.type is bool}
     values, i = {}, 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or arg == "--":
             raise ConfigError(f"expected --key=value, got {arg!r}")
         key, eq, value = arg[2:].partition("=")
-        if not eq:
+        if not eq and key.replace("-", "_") in flags and (i + 1 >= len(args)
+                                                          or args[i + 1].startswith("--")):
+            value = "true"
+        elif not eq:
             if i + 1 >= len(args) or args[i + 1].startswith("--"):
                 raise ConfigError(f"--{key} needs a value (--{key}=VALUE)")
             value = args[i + 1]

@@ -18,22 +18,61 @@ from fasttrain.config import TrainConfig
 from fasttrain.data import Corpus, DataError, load_text
 
 
-def load_run(run_dir):
-    """(config, model with the checkpoint's weights, tokenizer) of a run directory."""
-    from fasttrain.models import MLP
-    from fasttrain.train import CHECKPOINT
+# mixed into the sample generator's seed so that its stream is not the one of any other use of
+# `seed` (the initial weights, the batches), even where their seeds coincide
+SAMPLE_STREAM = 0x5A3B1E
+
+
+def sample_seed(seed: int, step: int) -> list[int]:
+    """The seed of the sample at `step` of a run seeded with `seed` (numpy's SeedSequence
+    entropy: a list of non-negative ints)."""
+    return [SAMPLE_STREAM, seed, step]
+
+
+def training_sample(model, tokenizer, cfg: TrainConfig, step: int) -> str:
+    """The sample an evaluation at `step` writes: cfg.sample_prompt followed by
+    cfg.sample_tokens tokens at cfg.sample_temperature."""
+    return generate(model, tokenizer, cfg.sample_prompt, cfg.sample_tokens,
+                    temperature=cfg.sample_temperature, seed=sample_seed(cfg.seed, step))
+
+
+def run_checkpoint(run_dir, step: int | None = None) -> Path:
+    """The checkpoint of a run: the last one, or the one of `step` (an evaluation's, kept by
+    keep_checkpoints, or the last one if it is at that step)."""
+    from fasttrain.train import CHECKPOINT, kept_checkpoint, kept_steps
 
     run = Path(run_dir)
     if not (run / CHECKPOINT).exists():
         raise checkpoint.CheckpointError(f"{run}: no checkpoint ({CHECKPOINT}) in this folder")
+    if step is None:
+        return run / CHECKPOINT
+    if (run / kept_checkpoint(step)).exists():
+        return run / kept_checkpoint(step)
+    _, meta = checkpoint.load(run / CHECKPOINT)
+    if meta["step"] == step:
+        return run / CHECKPOINT
+    kept = kept_steps(run)
+    have = (f"kept steps: {', '.join(map(str, kept))}" if kept else
+            "train with --keep_checkpoints to keep every evaluation's checkpoint")
+    raise checkpoint.CheckpointError(f"{run}: no checkpoint of step {step} (the last is step "
+                                     f"{meta['step']}; {have})")
+
+
+def load_run(run_dir, step: int | None = None):
+    """(config, model with the checkpoint's weights, tokenizer) of a run directory; the last
+    checkpoint, or the one of `step` (see run_checkpoint)."""
+    from fasttrain.models import MLP
+
+    run = Path(run_dir)
+    path = run_checkpoint(run, step)
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()), str(run))
     corpus = Corpus.open(run)
     model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
                 hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend,
                 fused_head=cfg.fused_head)
-    arrays, meta = checkpoint.load(run / CHECKPOINT)
+    arrays, meta = checkpoint.load(path)
     if meta.get("layout") != model.arena.layout():
-        raise checkpoint.CheckpointError(f"{run / CHECKPOINT}: written for another model")
+        raise checkpoint.CheckpointError(f"{path}: written for another model")
     model.arena.params[...] = arrays["params"]
     return cfg, model, corpus.tokenizer
 
@@ -56,8 +95,9 @@ def next_token_distribution(logits: np.ndarray, temperature: float,
 
 
 def generate(model, tokenizer, prompt: str, n_tokens: int, *, temperature: float = 1.0,
-             top_k: int | None = None, seed: int = 0) -> str:
-    """The prompt followed by n_tokens sampled tokens, decoded."""
+             top_k: int | None = None, seed: int | list[int] = 0) -> str:
+    """The prompt followed by n_tokens sampled tokens, decoded. `seed` seeds the generator
+    (numpy.random.default_rng), which is used for nothing else."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -25,13 +26,26 @@ from fasttrain.data import Batches, Corpus, all_windows
 from fasttrain.kernels import clip_coef, sum_of_squares
 from fasttrain.models import MLP
 from fasttrain.optim import SGD, AdamW
+from fasttrain.sample import training_sample
 from fasttrain.schedule import learning_rate
 
 CHECKPOINT = "ckpt.safetensors"
 METRICS = "metrics.jsonl"
+REPORT = "report.html"
 # the keys that fix a model's shape and its data: a checkpoint is only valid for the same ones
 MODEL_KEYS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "context", "n_embd",
               "hidden", "activation", "optimizer")
+
+
+def kept_checkpoint(step: int) -> str:
+    """The name of an evaluation step's checkpoint, kept with keep_checkpoints."""
+    return f"ckpt-{step:06d}.safetensors"
+
+
+def kept_steps(run: Path) -> list[int]:
+    """The steps whose checkpoints a run kept, in order."""
+    names = (p.name for p in Path(run).glob("ckpt-*.safetensors"))
+    return sorted(int(n[5:-12]) for n in names if n[5:-12].isdigit())
 
 
 class TrainingError(RuntimeError):
@@ -69,7 +83,7 @@ def evaluate(model: MLP, tokens: np.ndarray, context: int, batch_size: int,
 
 
 def save_checkpoint(run: Path, step: int, model, opt, batches: Batches, cfg: TrainConfig,
-                    extra: dict, world=distributed.SOLO) -> None:
+                    extra: dict, world=distributed.SOLO, name: str = CHECKPOINT) -> None:
     world.check_replicas(model.arena.params)  # rank 0's copy stands for every rank's
     if not world.is_root:
         return
@@ -78,7 +92,7 @@ def save_checkpoint(run: Path, step: int, model, opt, batches: Batches, cfg: Tra
             "data_rng": batches.state(), "layout": model.arena.layout(),
             "fasttrain": fasttrain.__version__, "threads": fasttrain.get_num_threads(),
             "ranks": world.size, **extra}
-    checkpoint.save(run / CHECKPOINT, arrays, meta)
+    checkpoint.save(run / name, arrays, meta)
 
 
 def load_checkpoint(run: Path, model, opt, batches: Batches, cfg: TrainConfig) -> tuple[int, dict]:
@@ -150,17 +164,31 @@ class _Quiet:
         return lambda *args, **kwargs: None
 
 
+def one_line(text: str, width: int) -> str:
+    """text on one line of at most `width` characters: line breaks and tabs shown as ⏎ and
+    spaces, other control characters dropped, and anything the console cannot print escaped."""
+    text = text.replace("\r\n", "\n").replace("\n", "⏎").replace("\t", " ")
+    text = "".join(c for c in text if c.isprintable())
+    if len(text) > width:
+        text = text[:max(1, width - 1)] + "…"
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
 class _Log:
     """Metrics as JSON lines in the run directory; a progress bar on a terminal, plain lines
     otherwise."""
 
     def __init__(self, run: Path, cfg: TrainConfig, start: int, progress: bool | None):
         path = run / METRICS
-        # on resume, drop what an interrupted run logged after its last checkpoint
+        # on resume, drop what an interrupted run logged after its last checkpoint, and the
+        # evaluation at the checkpoint's step if the resumed run evaluates there again
+        redo = start % cfg.eval_interval == 0 or start >= cfg.steps
         kept = []
         if start > 0 and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= start]
+            records = [(line, json.loads(line)) for line in path.read_text().splitlines() if line]
+            kept = [line for line, r in records if r["step"] < start or r["step"] == start
+                    and (r["split"] == "train" or not redo)]
         path.write_text("".join(line + "\n" for line in kept))
         self.file = open(path, "a")
         self.cfg = cfg
@@ -184,11 +212,15 @@ class _Log:
             print(f"step {step:>6d}/{self.cfg.steps} | loss {loss:.4f} | lr {lr:.2e} | "
                   f"grad norm {norm:.3f} | {tok_s / 1e3:.1f}k tok/s", flush=True)
 
-    def eval(self, step: int, val_loss: float) -> None:
+    def eval(self, step: int, val_loss: float, sample: str | None = None) -> None:
         ppl = math.exp(val_loss)
-        self.write(step=step, split="val", loss=val_loss, perplexity=ppl)
+        extra = {} if sample is None else {"sample": sample}
+        self.write(step=step, split="val", loss=val_loss, perplexity=ppl, **extra)
         self.file.flush()
         msg = f"step {step:>6d}: val loss {val_loss:.4f}, perplexity {ppl:.2f}"
+        if sample is not None:
+            msg += "\n  " + one_line(sample, 100 if self.bar is None else
+                                      shutil.get_terminal_size((104, 20)).columns - 4)
         if self.bar is not None:
             self.bar.write(msg)
         else:
@@ -251,6 +283,19 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
              + (f" on each of {world.size} ranks" if world.size > 1 else "")
              + (f", resuming at step {start}" if start else ""))
 
+    def evaluate_and_sample(step: int) -> float:
+        """Validation loss, the step's sample (rank 0, its own RNG: see sample.py), the log
+        line, and with keep_checkpoints the step's checkpoint."""
+        val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
+        text = None
+        if cfg.sample_tokens and world.is_root:
+            text = training_sample(model, corpus.tokenizer, cfg, step)
+        log.eval(step, val_loss, text)
+        if cfg.keep_checkpoints:
+            save_checkpoint(run, step, model, opt, batches, cfg, {"val_loss": val_loss}, world,
+                            name=kept_checkpoint(step))
+        return val_loss
+
     summary = {"start_step": start, "skipped_steps": 0}
     step, val_loss, t_start, tokens = start, float("nan"), time.perf_counter(), 0
     try:
@@ -258,8 +303,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
             stopped = False  # agreed by every rank, so all take the same path below
             while step < cfg.steps and not (stopped := world.any(stop.requested)):
                 if step % cfg.eval_interval == 0:
-                    val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
-                    log.eval(step, val_loss)
+                    val_loss = evaluate_and_sample(step)
                 lr = learning_rate(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup,
                                    steps=cfg.steps, schedule=cfg.schedule)
                 t0 = time.perf_counter()
@@ -286,8 +330,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
             if stopped:
                 log.note(f"interrupted: saving a checkpoint at step {step}")
             else:
-                val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
-                log.eval(step, val_loss)
+                val_loss = evaluate_and_sample(step)
             save_checkpoint(run, step, model, opt, batches, cfg, {"val_loss": val_loss}, world)
     finally:
         log.close()
@@ -300,7 +343,21 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
         from fasttrain.plot import plot_run
 
         summary["plot"] = plot_run(run)
+    if world.is_root:
+        summary["report"] = _write_report(run)
     return summary
+
+
+def _write_report(run: Path) -> str | None:
+    """report.html, also after an interruption (it shows the steps so far). The checkpoint and
+    metrics are safe by now, so a failure here is reported, not raised."""
+    from fasttrain.dynamics.report import write_report
+
+    try:
+        return write_report(run)
+    except Exception as e:  # noqa: BLE001 - the run itself succeeded; say why there is no page
+        print(f"note: no {REPORT}: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
 
 
 def resolve_config(overrides: dict, config_file: str | None, resume: bool) -> TrainConfig:

@@ -55,16 +55,17 @@ def _landscape(args, rest) -> int:
 
 def _lr_sweep(args, rest) -> int:
     from fasttrain.config import parse_overrides
-    from fasttrain.dynamics.lrsweep import format_table, plot, sweep
+    from fasttrain.dynamics.lrsweep import format_table, plot, sweep, write_page
     from fasttrain.train import resolve_config
 
     cfg = resolve_config(parse_overrides(rest), args.config, resume=False)
     results = sweep(args.lrs, args.steps, cfg, args.out)
     print(format_table(results))
-    path = plot(results, Path(args.out) / "lr_sweep.png",
-                f"learning-rate sweep: {args.steps} steps at constant lr, AdamW, "
-                f"batch {cfg.batch_size}, hidden {cfg.hidden}")
-    print(f"wrote {path}")
+    title = (f"learning-rate sweep: {args.steps} steps at constant lr, {cfg.optimizer}, "
+             f"batch {cfg.batch_size}, hidden {cfg.hidden}")
+    path = plot(results, Path(args.out) / "lr_sweep.png", title)
+    page = write_page(results, Path(args.out) / "lr_sweep.html", title)
+    print(f"wrote {path}, {page}")
     return 0
 
 

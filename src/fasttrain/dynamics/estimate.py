@@ -23,6 +23,15 @@ from pathlib import Path
 FLOPS_PER_PARAM_TOKEN = 6
 CHINCHILLA_TOKENS_PER_PARAM = 20
 
+# Landmark runs, (parameters, training tokens, source), that report.html sets a run's compute
+# beside, counted as 6ND like everything here: GPT-3 175B on 300e9 tokens (Brown et al. 2020;
+# their table D.1 gives 3.14e23 FLOPs) and Chinchilla, 70e9 parameters on 1.4e12 tokens
+# (Hoffmann et al. 2022, trained on Gopher's budget of 5.76e23).
+LANDMARKS = {
+    "GPT-3": (175e9, 300e9, "Brown et al. 2020"),
+    "Chinchilla": (70e9, 1.4e12, "Hoffmann et al. 2022"),
+}
+
 
 def training_flops(params: float, tokens: float) -> float:
     return FLOPS_PER_PARAM_TOKEN * params * tokens

@@ -11,10 +11,8 @@ its state in `window.explorer` (the selection, the frame, the points drawn last)
 from __future__ import annotations
 
 import base64
-import html
-import json
-from pathlib import Path
 
+from fasttrain.dynamics import html
 from fasttrain.dynamics.landscape import SURFACES, loss_bands
 from fasttrain.dynamics.landscape_plot import band_colours
 
@@ -46,41 +44,22 @@ def page_data(results: dict, default_surface: str | None = None) -> dict:
 
 
 def write_page(results: dict, path, default_surface: str | None = None) -> str:
-    data = json.dumps(page_data(results, default_surface), separators=(",", ":"))
-    # inside <script>, "</" could close the element early; "<\/" means the same to JSON
-    data = data.replace("</", "<\\/")
-    text = PAGE.replace("/*DATA*/", data).replace("TITLE", html.escape("fasttrain landscape"))
-    Path(path).write_text(text, encoding="utf-8")
-    return str(path)
+    return html.write_page(
+        path, title="fasttrain landscape",
+        heading="A ball rolling downhill: optimizers on a loss surface",
+        intro=INTRO, body=BODY, data=page_data(results, default_surface), script=SCRIPT, css=CSS)
 
 
-PAGE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>TITLE</title>
-<style>
-  body { font: 14px/1.45 system-ui, sans-serif; margin: 1.2em auto; max-width: 1000px; color: #1f2328; }
-  h1 { font-size: 1.3em; margin: 0 0 .2em; }
-  .controls { display: flex; flex-wrap: wrap; gap: .6em 1.2em; align-items: center; margin: .6em 0; }
-  .controls label { font-weight: 600; }
-  select, button { font: inherit; padding: .15em .4em; }
-  .panes { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-  canvas { border: 1px solid #d0d7de; }
+INTRO = """<div class="note">Every trajectory was computed by fasttrain's fused kernels (sgd_step,
+adamw_step) on a 2-element parameter. Green is low loss, red high (contours spaced in log loss).
+White star: the minimum; white circle: the start.</div>"""
+
+CSS = """
   #status { font-weight: 600; }
-  .reached { color: #1a7f37; } .diverged { color: #cf222e; } .overshoots { color: #bc4c00; }
-  table { border-collapse: collapse; margin-top: .6em; }
-  td, th { border: 1px solid #d0d7de; padding: .2em .5em; font-size: 12.5px; }
-  td { cursor: pointer; } td.selected { outline: 2px solid #0969da; }
-  .note { color: #57606a; font-size: 12.5px; }
-</style>
-</head>
-<body>
-<h1>A ball rolling downhill: optimizers on a loss surface</h1>
-<div class="note">Every trajectory was computed by fasttrain's fused kernels (sgd_step, adamw_step)
-on a 2-element parameter. Green is low loss, red high (contours spaced in log loss). White star: the
-minimum; white circle: the start.</div>
-<div class="controls">
+  #table td { cursor: pointer; } #table td.selected { outline: 2px solid #0969da; }
+"""
+
+BODY = r"""<div class="controls">
   <span><label for="surface">surface</label> <select id="surface"></select></span>
   <span><label for="optimizer">optimizer</label> <select id="optimizer"></select></span>
   <span><label for="lr">learning rate</label> <select id="lr"></select></span>
@@ -97,11 +76,9 @@ minimum; white circle: the start.</div>
   </div>
 </div>
 <table id="table"></table>
-<script type="application/json" id="data">/*DATA*/</script>
-<script>
-"use strict";
-const DATA = JSON.parse(document.getElementById("data").textContent);
-const explorer = window.explorer = {
+"""
+
+SCRIPT = r"""const explorer = window.explorer = {
   state: {surface: DATA.default_surface, optimizer: DATA.optimizers[0], lr: DATA.lrs[0],
           frame: DATA.steps, playing: false},
   drawn: [], draws: 0,
@@ -147,18 +124,6 @@ function toMap(s, p) {
   return [(p[0] - x0) / (x1 - x0) * map.width, (y1 - p[1]) / (y1 - y0) * map.height];
 }
 
-function polyline(ctx, pts, colour, width) {
-  if (pts.length < 2) return;
-  ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.beginPath();
-  pts.forEach((p, i) => i ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1]));
-  ctx.stroke();
-}
-
-function marker(ctx, p, r, fill, stroke) {
-  ctx.beginPath(); ctx.arc(p[0], p[1], r, 0, 2 * Math.PI);
-  ctx.fillStyle = fill; ctx.fill(); ctx.strokeStyle = stroke; ctx.lineWidth = 1.5; ctx.stroke();
-}
-
 function star(ctx, p, r) {
   ctx.beginPath();
   for (let k = 0; k < 10; k++) {
@@ -187,24 +152,16 @@ function drawMap(s, run, last) {
 }
 
 function drawChart(run, last) {
-  const ctx = chart.getContext("2d"), W = chart.width, H = chart.height, pad = 34;
-  ctx.clearRect(0, 0, W, H);
-  const floor = 1e-12, logs = run.losses.map(v => v === null ? null : Math.log10(Math.max(v, floor)));
-  const finite = logs.filter(v => v !== null);
+  const losses = run.losses.map(v => v === null ? null : Math.max(v, 1e-12));
+  const finite = losses.filter(v => v !== null);
   let lo = Math.min(...finite), hi = Math.max(...finite);
-  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-  const X = i => pad + i / DATA.steps * (W - pad - 8), Y = v => 8 + (hi - v) / (hi - lo) * (H - pad - 8);
-  ctx.strokeStyle = "#8c959f"; ctx.lineWidth = 1;
-  ctx.beginPath(); ctx.moveTo(pad, 8); ctx.lineTo(pad, H - pad); ctx.lineTo(W - 8, H - pad); ctx.stroke();
-  ctx.fillStyle = "#57606a"; ctx.font = "11px system-ui, sans-serif";
-  ctx.fillText("loss (log)", 2, 8 + 4); ctx.fillText("step", W - 36, H - pad + 14);
-  ctx.fillText(Math.pow(10, hi).toPrecision(2), 2, 22);
-  ctx.fillText(Math.pow(10, lo).toPrecision(2), 2, H - pad);
-  ctx.fillText("0", pad - 3, H - pad + 14); ctx.fillText(String(DATA.steps), W - 30, H - pad + 26);
+  if (hi < lo * 1.001) { lo /= 10; hi *= 10; }
+  const f = frame(chart, {x: [0, DATA.steps], y: [lo, hi], ylog: true, xlabel: "step",
+                          ylabel: "loss (log)", pad: {l: 46}});
   const pts = [];
-  for (let i = 0; i < logs.length && logs[i] !== null; i++) pts.push([X(i), Y(logs[i])]);
-  polyline(ctx, pts, "rgba(9,105,218,0.25)", 1);
-  polyline(ctx, pts.slice(0, last + 1), "#0969da", 2);
+  for (let i = 0; i < losses.length && losses[i] !== null; i++) pts.push([f.X(i), f.Y(losses[i])]);
+  polyline(f.ctx, pts, COLOURS.trainFaint, 1);
+  polyline(f.ctx, pts.slice(0, last + 1), COLOURS.train, 2);
 }
 
 function draw() {
@@ -285,7 +242,4 @@ document.getElementById("step").addEventListener("click", () => {
 document.getElementById("reset").addEventListener("click", () => { setPlaying(false); state.frame = 0; draw(); });
 table();
 draw();
-</script>
-</body>
-</html>
 """

@@ -104,3 +104,84 @@ def plot(results, path, title: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return str(path)
+
+
+def page_data(results, title: str, points: int = 1000) -> dict:
+    """What lr_sweep.html embeds: each rate's training losses, thinned to at most `points`
+    means over consecutive steps, its validation loss and where it diverged."""
+    from fasttrain.dynamics.html import finite
+    from fasttrain.dynamics.report import thin
+
+    runs = []
+    for r in results:
+        losses = np.asarray(r["losses"], dtype=np.float64)
+        ok = np.isfinite(losses)
+        kept = losses[: np.argmin(ok) if not ok.all() else len(losses)]   # up to the first NaN
+        steps = thin(np.arange(1, len(kept) + 1), points)
+        runs.append({"lr": r["lr"], "steps": [finite(s, 7) for s in steps],
+                     "losses": [finite(v) for v in thin(kept, points)],
+                     "val_loss": finite(r["val_loss"]), "diverged_at": r["diverged_at"],
+                     "final": finite(final_train_loss(r["losses"]))})
+    return {"title": title, "runs": runs,
+            "steps": max((len(r["losses"]) for r in results), default=0)}
+
+
+def write_page(results, path, title: str) -> str:
+    """lr_sweep.html: the loss curves (log scale, one colour per rate) and the table."""
+    from fasttrain.dynamics import html
+
+    return html.write_page(path, title="fasttrain lr sweep", heading="A learning-rate sweep",
+                           intro=f'<div class="note">{html.html.escape(title)}. The same weights '
+                           "and batches at each constant rate: too low barely moves, too high "
+                           "jumps or blows up. Click a row to pick out its curve.</div>",
+                           body=SWEEP_BODY, data=page_data(results, title), script=SWEEP_SCRIPT,
+                           css="  #runs tr { cursor: pointer; } #runs tr.selected { background: #ddf4ff; }\n")
+
+
+SWEEP_BODY = """
+<canvas id="curves" width="960" height="380"></canvas>
+<table id="runs"></table>
+"""
+
+SWEEP_SCRIPT = r"""
+const sweep = window.sweep = {selected: null, draws: 0};
+const best = Math.min(...DATA.runs.map(r => r.val_loss === null ? Infinity : r.val_loss));
+
+function drawCurves() {
+  const all = [].concat(...DATA.runs.map(r => r.losses)).filter(v => v !== null && v > 0);
+  const lo = Math.min(...all), hi = Math.max(...all);
+  const f = frame(document.getElementById("curves"),
+                  {x: [0, DATA.steps], y: [lo * 0.95, hi * 1.05], ylog: true, xlabel: "step",
+                   ylabel: "training loss (log scale, running mean)"});
+  DATA.runs.forEach((r, i) => {
+    const k = 2 * Math.floor(Math.max(1, r.losses.length / 50) / 2) + 1;
+    const pts = [];
+    runningMean(r.losses, k).forEach((v, j) => { if (v !== null && v > 0) pts.push([f.X(r.steps[j]), f.Y(v)]); });
+    const on = sweep.selected === null || sweep.selected === i;
+    polyline(f.ctx, pts, COLOURS.series[i % COLOURS.series.length], on ? 2 : 1, on ? [] : [3, 3]);
+  });
+  sweep.draws += 1;
+}
+
+function table() {
+  const t = document.getElementById("runs");
+  t.innerHTML = "<tr><th></th><th class='num'>lr</th><th class='num'>final train loss</th>" +
+                "<th class='num'>val loss</th><th></th></tr>";
+  DATA.runs.forEach((r, i) => {
+    const tr = t.insertRow();
+    const key = document.createElement("span");
+    key.className = "key"; key.style.background = COLOURS.series[i % COLOURS.series.length];
+    tr.insertCell().appendChild(key);
+    const cells = [fmt(r.lr), r.diverged_at ? "diverged at step " + r.diverged_at : r.final.toFixed(4),
+                   r.val_loss === null ? "" : r.val_loss.toFixed(4), r.val_loss === best ? "best" : ""];
+    cells.forEach((c, j) => { const td = tr.insertCell(); td.textContent = c; if (j < 3) td.className = "num"; });
+    tr.addEventListener("click", () => {
+      sweep.selected = sweep.selected === i ? null : i;
+      t.querySelectorAll("tr").forEach((row, k) => row.classList.toggle("selected", k - 1 === sweep.selected));
+      drawCurves();
+    });
+  });
+}
+table();
+drawCurves();
+"""
