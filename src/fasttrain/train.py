@@ -306,15 +306,19 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
 def resolve_config(overrides: dict, config_file: str | None, resume: bool) -> TrainConfig:
     """The run's configuration: defaults (or, on resume, the run's saved config.json), then the
     TOML file, then --key=value overrides."""
-    cfg = TrainConfig()
+    cfg, from_file = TrainConfig(), {}
     if config_file:
         from fasttrain.config import load_toml
 
-        cfg = cfg.override(load_toml(config_file), f"--config {config_file}")
+        from_file = load_toml(config_file)
+        cfg = cfg.override(from_file, f"--config {config_file}")
     if resume:
         out_dir = overrides.get("out_dir", cfg.out_dir)
         saved = Path(out_dir) / "config.json"
         if not saved.exists():
             raise ConfigError(f"--resume: {saved} does not exist (no run to resume there)")
-        cfg = TrainConfig.from_dict(json.loads(saved.read_text()), str(saved))
+        # the file on top of the saved run, as the command line; a key that would change the
+        # model is refused by load_checkpoint (MODEL_KEYS), naming it
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text()), str(saved)).override(
+            from_file, f"--config {config_file}")
     return cfg.override(overrides, "command line").validate()
