@@ -18,6 +18,12 @@ def helper_only(monkeypatch):
     monkeypatch.setattr(fasttrain.plot, "pyplot", stand_in)
 
 
+def _bench(path):
+    from fasttrain import bench
+
+    bench.plot({"results": []}, str(path))
+
+
 def _schedule(path):
     from fasttrain.cli import main
 
@@ -40,8 +46,8 @@ def _run(path):
     fasttrain.plot.plot_run(path.parent, path)
 
 
-@pytest.mark.parametrize("draw", [_schedule, _lr_sweep, _landscape, _run],
-                         ids=["schedule", "lr-sweep", "landscape", "run"])
+@pytest.mark.parametrize("draw", [_bench, _schedule, _lr_sweep, _landscape, _run],
+                         ids=["bench", "schedule", "lr-sweep", "landscape", "run"])
 def test_every_figure_goes_through_the_helper(draw, helper_only, tmp_path):
     with pytest.raises(Drawn):
         draw(tmp_path / "figure.png")
