@@ -265,6 +265,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
                 t0 = time.perf_counter()
 
                 micro = (batches.next() for _ in range(cfg.grad_accum))
+                world.step = step + 1
                 loss, norm = train_step(model, opt, micro, lr, cfg.grad_clip, world)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     what = f"step {step + 1}: loss {loss}, gradient norm {norm}"
