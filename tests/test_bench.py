@@ -256,3 +256,19 @@ def test_shapes_rounds_and_memory_replace_the_old_scripts(tmp_path, capsys):
     assert "--shapes needs exactly one kernel" in capsys.readouterr().err
     assert main(["bench", "--kernels", "adamw", "--shapes", "7M"]) == 2
     assert "an adamw shape is a model" in capsys.readouterr().err
+
+
+def test_a_self_timed_case_gives_its_own_figures():
+    """A contender that times itself (a subprocess, as distributed's) is sampled once per
+    round, and its own seconds are taken, not the clock's."""
+    calls = []
+
+    def setup(names):
+        return {n: (lambda n=n: calls.append(n) or 0.25) for n in names}
+    case = bench.Case("selftimed", "step", "x", ["1x1", "2x1"], setup, tokens=8,
+                      self_timed=True)
+    times = bench.run_case(case, ["1x1", "2x1"], rounds=3, block_s=1.0, pause_s=0.0)
+    assert times == {"1x1": [0.25] * 3, "2x1": [0.25] * 3}
+    assert calls == ["1x1", "2x1"] * 3  # interleaved, no warm-up call
+    assert "distributed" in bench.parse_kernels("distributed")
+    assert "distributed" not in bench.KERNEL_NAMES  # only when named: minutes of subprocesses

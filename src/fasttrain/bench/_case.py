@@ -9,6 +9,7 @@ benchmarks/) defines:
     TINY = [...]               # the tests': every code path in seconds; MORE = [...] (optional):
                                # shapes only --shapes asks for (too slow or large for a full run)
     EXTRAS = ("sgemm", ...)    # contenders run only when --backends names them (optional)
+    DEFAULT = False            # measured only when --kernels names it (optional)
     def cases(shapes, torch_names) -> list[Case]
     def label(shape) -> str; def parse_shape(text) -> shape   (optional: "AxBxC" of ints)
 
@@ -41,7 +42,7 @@ class Case:
     number of PyTorch variants, each named "torch..."); `extras`: those it measures only when
     --backends names them. `nbytes`: the bytes a call must move at least (→ share of
     bandwidth); `flops`: its floating-point operations (→ share of GEMM FLOP/s); `tokens`:
-    tokens per call."""
+    tokens per call; `self_timed`: see below."""
     kernel: str
     op: str
     shape: str
@@ -51,6 +52,9 @@ class Case:
     flops: int | None = None
     tokens: int | None = None
     extras: list[str] = field(default_factory=list)
+    # a call that times itself (a fresh process timing its own steps): it returns its seconds
+    # per unit, which the harness takes instead of the clock's; one call per sample, no warm-up
+    self_timed: bool = False
 
 
 def rng():
@@ -80,8 +84,10 @@ def case_modules() -> dict:
     return {name: module for _, name, module in sorted(found, key=lambda t: t[:2])}
 
 
-def kernel_names() -> tuple[str, ...]:
-    return tuple(case_modules())
+def kernel_names(every: bool = False) -> tuple[str, ...]:
+    """The kernels a run measures by default; with every=True also those measured only when
+    --kernels names them (a module with DEFAULT = False: minutes of subprocesses)."""
+    return tuple(k for k, m in case_modules().items() if every or getattr(m, "DEFAULT", True))
 
 
 def aliases() -> dict[str, str]:

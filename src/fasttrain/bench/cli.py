@@ -36,7 +36,7 @@ def parse_kernels(text: str) -> list[str]:
     """'crossentropy,linear' -> ['crossentropy', 'linear']; the public and C names of a kernel
     ('softmax_cross_entropy', 'ft_crossentropy') mean its case module; an unknown name is a
     ValueError."""
-    return _parse_list(text, kernel_names(), "kernel", aliases())
+    return _parse_list(text, kernel_names(every=True), "kernel", aliases())
 
 
 def parse_backends(text: str) -> list[str]:
@@ -128,10 +128,11 @@ def add_arguments(p) -> None:
         "the numpy reference and against PyTorch from the same rounds, and the share of this "
         "machine's limits (memory bandwidth, GEMM FLOP/s) measured at the start. Exit status: "
         "0; 1 when --compare finds a regression; 2 on an error.")
-    names = kernel_names()
+    names, every = kernel_names(), kernel_names(every=True)
     p.add_argument("--kernels", type=_kernel_list, default=",".join(names),
-                   help=f"comma-separated, of {','.join(names)} (default: all; the public "
-                   "names work too: softmax_cross_entropy, linear_forward, tanh, ...)")
+                   help=f"comma-separated, of {','.join(every)} (default: "
+                   f"{','.join(names)}; the public names work too: softmax_cross_entropy, "
+                   "linear_forward, tanh, ...)")
     # With Numba's OpenMP threading layer started in the same process, torch's per-tensor
     # AdamW ran ~8x slower here (README, AdamW step); --backends c,numpy,torch leaves numba out.
     p.add_argument("--backends", type=_backend_list, default=",".join(CONTENDERS),

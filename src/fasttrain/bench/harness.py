@@ -74,8 +74,10 @@ def plan_cases(kernels, mode: str, with_torch: bool, shapes=None) -> list[Case]:
 
 def chosen(case: Case, backends, available) -> list[str]:
     """The contenders of `case` to measure: a default one whose library (c, numba, numpy,
-    torch) is in `backends`, an extra one when `backends` names it; either only if it loads."""
-    wanted = [n for n in case.contenders if base(n) in backends or n in backends]
+    torch) is in `backends` or that needs none of them (distributed's 1x1, 2x1, 1x2), an extra
+    one when `backends` names it; either only if it loads."""
+    wanted = [n for n in case.contenders
+              if base(n) in backends or n in backends or base(n) not in CONTENDERS]
     wanted += [n for n in case.extras if n in backends and n not in wanted]
     return [n for n in wanted if available(n)]
 
@@ -244,21 +246,34 @@ def run_case(case: Case, names: list[str], rounds: int, block_s: float, pause_s:
     With `memory` (a dict), each contender's peak_memory goes there first."""
     calls = case.setup(names)
     reps = {}
+
+    def fail(name, e):  # a contender that fails is reported, not fatal to the run
+        if failed is not None:
+            failed[f"{case.kernel} {case.op} {case.shape} {name}"] = f"{type(e).__name__}: {e}"
+        del calls[name]
+
     for name in list(calls):
+        if case.self_timed:
+            continue
         try:
             reps[name] = _reps(calls[name], block_s)
             if memory is not None:
                 memory[name] = peak_memory(calls[name])
-        except Exception as e:  # a contender that fails is reported, not fatal to the run
-            if failed is not None:
-                failed[f"{case.kernel} {case.op} {case.shape} {name}"] = f"{type(e).__name__}: {e}"
-            del calls[name]
+        except Exception as e:
+            fail(name, e)
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
-        for name, call in calls.items():
+        for name in list(calls):
             time.sleep(pause_s)
-            _warm(call, warm_s)
-            times[name].append(_block(call, reps[name]))
+            try:
+                if case.self_timed:
+                    times[name].append(float(calls[name]()))
+                else:
+                    _warm(calls[name], warm_s)
+                    times[name].append(_block(calls[name], reps[name]))
+            except Exception as e:
+                fail(name, e)
+                del times[name]
             if progress is not None:
                 progress.update(1)
     del calls
