@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fasttrain
-from fasttrain.bench._case import base
+from fasttrain.bench._case import CONTENDERS, base
 from fasttrain.bench.harness import peak_memory
 from fasttrain.kernels import backend_status
 
@@ -113,7 +113,7 @@ def contenders(kernel):
         for case in kernel.cases([shape], ["torch"]):
             for name in [*case.contenders, *case.extras]:
                 lib = base(name)
-                marks = list(available(lib).marks) if lib in ("c", "numba", "numpy", "torch") else []
+                marks = list(available(lib).marks) if lib in CONTENDERS else []
                 if i:
                     marks.append(pytest.mark.slow)
                 ident = f"{case.op}-{case.shape}-{name}".replace(" ", "_").replace(",", "")

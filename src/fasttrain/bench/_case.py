@@ -102,7 +102,8 @@ def aliases() -> dict[str, str]:
 
 def extras() -> tuple[str, ...]:
     """Every contender that runs only when named."""
-    return tuple(dict.fromkeys(e for m in case_modules().values() for e in getattr(m, "EXTRAS", ())))
+    return tuple(dict.fromkeys(e for module in case_modules().values()
+                               for e in getattr(module, "EXTRAS", ())))
 
 
 def label(kernel: str, shape) -> str:
