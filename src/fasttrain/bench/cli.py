@@ -139,7 +139,7 @@ def add_arguments(p) -> None:
                    help=f"comma-separated, of {','.join(CONTENDERS)} (default: all that load; "
                    "numpy is fasttrain's reference backend, fasttrain.kernels.ref: without it "
                    "there is no 'vs numpy'), and contenders run only when named: "
-                   f"{','.join(extras())}")
+                   f"{','.join(e.replace(' ', '-') for e in extras())}")
     p.add_argument("--quick", action="store_true",
                    help="one shape per kernel, 3 rounds (under a minute on 2 cores)")
     p.add_argument("--threads", type=_positive_int, default=None,
