@@ -1,8 +1,12 @@
 """Benchmark fixtures: 2 threads everywhere, a pause and an untimed call before each timed test
-(thread pools of the other libraries spin after use; see BENCHMARKING.md), and the machine's
-bandwidth measured once per session to report each result as a fraction of it.
+(thread pools of the other libraries spin after use; see BENCHMARKING.md), the machine's
+bandwidth measured once per session to report each result as a fraction of it, and
+`contenders` / `measure`, through which every bench_<kernel>.py times the cases of the kernel's
+module in fasttrain.bench (the shapes, contenders and rooflines `fasttrain bench` measures).
 
-Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/ --benchmark-group-by=param:shape
+Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/ --benchmark-group-by=group
+The interleaved figures (A B C A B C in one process, ratios from the same rounds) come from
+`fasttrain bench --kernels <name>` (with --shapes, --rounds, --backends, --memory).
 """
 import time
 
@@ -10,6 +14,8 @@ import numpy as np
 import pytest
 
 import fasttrain
+from fasttrain.bench._case import CONTENDERS, base
+from fasttrain.bench.harness import peak_memory
 from fasttrain.kernels import backend_status
 
 # Load the C backend (libgomp, scipy's OpenBLAS) before anything imports torch: torch puts its own
@@ -96,3 +102,39 @@ def record(benchmark, *, nbytes=None, flops=None, machine_gbps=None, **info):
                                         fraction_of_bandwidth=round(gbps / machine_gbps, 3))
     if flops is not None:
         benchmark.extra_info["gflops"] = round(flops / seconds / 1e9, 1)
+
+
+def contenders(kernel):
+    """pytest.params (case, contender) for every case of a kernel's case module (its full
+    run's shapes and those only --shapes asks for) and every contender, extras included; those
+    past the first shape are `slow` (sizes), those that cannot run are skipped with the reason."""
+    params = []
+    for i, shape in enumerate([*kernel.SHAPES, *getattr(kernel, "MORE", [])]):
+        for case in kernel.cases([shape], ["torch"]):
+            for name in [*case.contenders, *case.extras]:
+                lib = base(name)
+                marks = list(available(lib).marks) if lib in CONTENDERS else []
+                if i:
+                    marks.append(pytest.mark.slow)
+                ident = f"{case.op}-{case.shape}-{name}".replace(" ", "_").replace(",", "")
+                params.append(pytest.param(case, name, id=ident, marks=marks))
+    return params
+
+
+def measure(benchmark, settle, case, name, *, machine_gbps=None, memory=False):
+    """Time one contender of one case (pytest-benchmark), after a settle; record its rate (and,
+    with memory=True and timings on, its extra peak memory)."""
+    call = case.setup([name])[name]
+    timed = not getattr(benchmark, "disabled", False)
+    if timed:
+        settle(call)
+    benchmark.group = f"{case.kernel} {case.op} {case.shape}"
+    info = {"shape": case.shape}
+    if memory and timed:
+        extra, traced = peak_memory(call)
+        info.update(extra_mb=None if extra is None else round(extra, 1), traced_mb=round(traced, 1))
+    benchmark(call)
+    record(benchmark, nbytes=case.nbytes, flops=case.flops, machine_gbps=machine_gbps, **info)
+    stats = getattr(benchmark, "stats", None)
+    if case.tokens is not None and stats is not None:
+        benchmark.extra_info["tokens_per_s"] = round(case.tokens / stats.stats.median)

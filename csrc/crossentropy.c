@@ -23,16 +23,30 @@
 #include "real.h"
 #include "crossentropy.h"
 
+// Row sums (s, and sum(x) for label smoothing) are taken a block of CE_SUM_BLOCK elements at a
+// time: each block's sum in `real` (vectorised as before), the blocks' sums in double. A float32
+// sum of V terms in one accumulator loses accuracy with V: 6.7e-5 relative at V = 1e6 in the
+// non-vectorised build, 1.8e-5 with AVX2's 8 lanes, and every p_j and the loss inherit it. In
+// blocks, the error grows with the block's length and not with V (4e-8 at V = 1e6,
+// tests/test_crossentropy.py), at no measurable cost: one double add per 256 exponentials.
+#define CE_SUM_BLOCK 256
+
 // One row: writes d (V,) and returns the row's loss. `scale` multiplies the gradient.
 FT_CLONES static real FT_FN(ce_row)(real *d, const real *x, int64_t V, int64_t t, real eps,
                                     real scale) {
-    // sweep 1: m = max(x) (and sum(x) for the smoothing term)
-    real m = -INFINITY, sum_x = 0;
+    // sweep 1: m = max(x) (and sum(x) for the smoothing term, in blocks as s below)
+    real m = -INFINITY;
+    double sum_x = 0;
     if (eps > 0) {
-#pragma omp simd reduction(max : m) reduction(+ : sum_x)
-        for (int64_t j = 0; j < V; j++) {
-            m = x[j] > m ? x[j] : m;
-            sum_x += x[j];
+        for (int64_t lo = 0; lo < V; lo += CE_SUM_BLOCK) {
+            const int64_t hi = V - lo < CE_SUM_BLOCK ? V : lo + CE_SUM_BLOCK;
+            real block = 0;
+#pragma omp simd reduction(max : m) reduction(+ : block)
+            for (int64_t j = lo; j < hi; j++) {
+                m = x[j] > m ? x[j] : m;
+                block += x[j];
+            }
+            sum_x += block;
         }
     } else {
 #pragma omp simd reduction(max : m)
@@ -40,24 +54,29 @@ FT_CLONES static real FT_FN(ce_row)(real *d, const real *x, int64_t V, int64_t t
     }
     const real x_t = x[t];  // before d, which may be x, is overwritten
 
-    // sweep 2: d_j = exp(x_j - m), s = sum_j d_j
-    real s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < V; j++) {
-        const real e = EXP(x[j] - m);
-        d[j] = e;
-        s += e;
+    // sweep 2: d_j = exp(x_j - m), s = sum_j d_j, summed a block at a time (see CE_SUM_BLOCK)
+    double s = 0;
+    for (int64_t lo = 0; lo < V; lo += CE_SUM_BLOCK) {
+        const int64_t hi = V - lo < CE_SUM_BLOCK ? V : lo + CE_SUM_BLOCK;
+        real block = 0;
+#pragma omp simd reduction(+ : block)
+        for (int64_t j = lo; j < hi; j++) {
+            const real e = EXP(x[j] - m);
+            d[j] = e;
+            block += e;
+        }
+        s += block;
     }
 
     // sweep 3: d_j = scale * (d_j / s - eps / V), then the target's -scale * (1 - eps)
-    const real a = scale / s, b = scale * eps / (real)V;
+    const real a = (real)(scale / s), b = scale * eps / (real)V;
 #pragma omp simd
     for (int64_t j = 0; j < V; j++) d[j] = d[j] * a - b;
     d[t] -= scale * (1 - eps);
 
-    const real lse = m + LOG(s);
+    const real lse = m + (real)log(s);
     real loss = (1 - eps) * (lse - x_t);
-    if (eps > 0) loss += eps * (lse - sum_x / (real)V);
+    if (eps > 0) loss += eps * (lse - (real)(sum_x / (double)V));
     return loss;
 }
 

@@ -5,8 +5,8 @@
 Trains with fasttrain.train.train and the given TrainConfig fields. Each rank saves the windows
 of its first micro-batch as first_batch.rank{R}.npy in the run directory, so the test can check
 that the ranks' shares are disjoint and together make the batch one process draws. "fail":
-{"rank": r, "step": k, "how": "kill" | "raise" | "exit" | "hang"} makes rank r, at its k-th
-optimizer step, die by SIGKILL, raise an exception, leave with os._exit(3), or stop itself
+{"rank": r, "step": k, "how": "kill" | "raise" | "exit" | "exit0" | "hang"} makes rank r, at its k-th
+optimizer step, die by SIGKILL, raise an exception, leave with os._exit(3) or os._exit(0) ("exit0": as if it had finished), or stop itself
 (SIGSTOP), to test that the others stop instead of waiting for it forever.
 """
 import json
@@ -37,6 +37,8 @@ def main():
                 os.kill(os.getpid(), signal.SIGKILL)
             elif fail["how"] == "exit":
                 os._exit(3)
+            elif fail["how"] == "exit0":
+                os._exit(0)
             elif fail["how"] == "hang":
                 os.kill(os.getpid(), signal.SIGSTOP)  # alive, but never answers again
             raise RuntimeError(f"injected failure at step {steps}")

@@ -199,3 +199,76 @@ def test_parse_kernels():
     assert bench.parse_kernels("linear, crossentropy,linear") == ["linear", "crossentropy"]
     with pytest.raises(ValueError, match="choose from crossentropy,linear"):
         bench.parse_kernels("softmax")
+
+
+def test_public_and_c_names_of_a_kernel_choose_it():
+    """A user types the name they know: the Python one, the C one, or the file's stem."""
+    assert bench.parse_kernels("softmax_cross_entropy,ft_crossentropy,crossentropy") == [
+        "crossentropy"]
+    assert bench.parse_kernels("linear_forward,linear_cross_entropy,tanh,gelu,adamw_step") == [
+        "linear", "linear_crossentropy", "elementwise", "adamw"]
+
+
+def test_a_new_case_module_needs_nothing_else(monkeypatch):
+    """A kernel's case module is all a kernel adds (here a stand-in in the registry), and any
+    contender named torch... is a PyTorch peer: 'vs torch' is against the fastest of them."""
+    import types
+
+    from fasttrain.bench import _case, harness
+
+    def cases(shapes, torch_names):
+        def setup(names):
+            return {n: (lambda: None) for n in names}
+        return [bench.Case("newkernel", "fwd", f"{n}", ["c", "numpy", *(
+            ["torch", "torch formula"] if torch_names else [])], setup, flops=n,
+            extras=["bare"]) for (n,) in shapes]
+
+    module = types.SimpleNamespace(SHAPES=[(1000,)], QUICK=[(1000,)], TINY=[(10,)], cases=cases)
+    registry = {**_case.case_modules(), "newkernel": module}
+    monkeypatch.setattr(_case, "case_modules", lambda: registry)
+    monkeypatch.setattr(harness, "case_modules", lambda: registry)
+    assert "newkernel" in _case.kernel_names()
+    result = bench.run(["newkernel"], mode="tiny", progress=False, log=lambda s: None,
+                       backends=["c", "numpy", "torch", "bare"])
+    rows = {r["backend"]: r for r in result["results"]}
+    assert list(rows) == ["c", "numpy", "torch", "torch formula", "bare"]
+    assert rows["c"]["vs_torch_peer"] in ("torch", "torch formula")
+    assert rows["c"]["vs_torch"] is not None and rows["bare"]["vs_numpy"] is not None
+
+
+def test_shapes_rounds_and_memory_replace_the_old_scripts(tmp_path, capsys):
+    """What benchmarks/bench_<name>.py did as scripts: chosen shapes, more rounds, extra
+    contenders and memory, through `fasttrain bench --kernels <name>`."""
+    path = tmp_path / "lce.json"
+    assert main(["bench", "--tiny", "--kernels", "linear_cross_entropy", "--shapes", "24x8x40",
+                 "--rounds", "1", "--memory", "--backends", "c,numpy", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(path.read_text())
+    assert result["rounds"] == 1 and result["kernels"] == ["linear_crossentropy"]
+    assert [(r["shape"], r["backend"]) for r in result["results"]] == [
+        ("24x8x40", "c"), ("24x8x40", "numpy"), ("24x8x40", "c-unfused")]
+    assert all("extra_mb" in r and r["traced_mb"] is not None for r in result["results"])
+    assert "extra MB" in out
+    assert main(["bench", "--tiny", "--kernels", "linear", "--shapes", "8x8x8", "--rounds", "1",
+                 "--backends", "c,sgemm"]) == 0
+    assert "| sgemm" in capsys.readouterr().out
+    assert main(["bench", "--kernels", "linear,adamw", "--shapes", "8x8x8"]) == 2
+    assert "--shapes needs exactly one kernel" in capsys.readouterr().err
+    assert main(["bench", "--kernels", "adamw", "--shapes", "7M"]) == 2
+    assert "an adamw shape is a model" in capsys.readouterr().err
+
+
+def test_a_self_timed_case_gives_its_own_figures():
+    """A contender that times itself (a subprocess, as distributed's) is sampled once per
+    round, and its own seconds are taken, not the clock's."""
+    calls = []
+
+    def setup(names):
+        return {n: (lambda n=n: calls.append(n) or 0.25) for n in names}
+    case = bench.Case("selftimed", "step", "x", ["1x1", "2x1"], setup, tokens=8,
+                      self_timed=True)
+    times = bench.run_case(case, ["1x1", "2x1"], rounds=3, block_s=1.0, pause_s=0.0)
+    assert times == {"1x1": [0.25] * 3, "2x1": [0.25] * 3}
+    assert calls == ["1x1", "2x1"] * 3  # interleaved, no warm-up call
+    assert "distributed" in bench.parse_kernels("distributed")
+    assert "distributed" not in bench.KERNEL_NAMES  # only when named: minutes of subprocesses

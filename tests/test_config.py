@@ -77,3 +77,20 @@ def test_schedules():
     assert len(lrs) == 50 and max(lrs) == pytest.approx(TrainConfig().lr)
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(20, **kw, schedule="step")
+
+
+def test_resume_applies_the_config_file_over_the_saved_config(tmp_path):
+    """`fasttrain train --resume --config run.toml`: the file goes on top of the run's saved
+    config.json (then --key=value on top of it), as resolve_config says, not silently dropped."""
+    from fasttrain.train import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(out_dir=str(run), steps=10, hidden=32, lr=0.01).save(run / "config.json")
+    toml = tmp_path / "more.toml"
+    toml.write_text(f'out_dir = "{run}"\nsteps = 25\neval_interval = 5\n')
+    cfg = resolve_config({}, str(toml), resume=True)
+    assert (cfg.steps, cfg.eval_interval) == (25, 5)  # from the file
+    assert (cfg.hidden, cfg.lr) == (32, 0.01)  # from the saved run, not the defaults
+    cfg = resolve_config({"steps": "30"}, str(toml), resume=True)
+    assert cfg.steps == 30  # the command line last

@@ -229,6 +229,20 @@ def test_a_rank_that_dies_ends_the_job_and_the_checkpoint_resumes(how, reference
 
 
 @needs_mpi
+def test_a_rank_that_exits_with_status_0_mid_run_is_named_and_fails_the_job(corpus_file,
+                                                                            tmp_path):
+    """os._exit(0) on one rank looked to the launcher like a rank that had finished: it killed
+    the others and the job ended with status 0, with not a word. Now the job fails, saying which
+    rank left and at which step."""
+    run = tmp_path / "run"
+    proc, seconds = mpirun(2, {"config": tiny(corpus_file, run),
+                               "fail": {"rank": 1, "step": 8, "how": "exit0"}}, timeout=120)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "fasttrain: rank 1 of 2 left the job at step 8 (os._exit(0) in mid-run)" in proc.stderr
+    assert params(run)[1]["step"] == 5
+
+
+@needs_mpi
 def test_a_rank_that_hangs_ends_the_job_after_the_timeout(corpus_file, tmp_path):
     run = tmp_path / "run"
     proc, seconds = mpirun(2, {"config": tiny(corpus_file, run),

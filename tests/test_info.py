@@ -27,3 +27,11 @@ def test_command_line_and_module_entry_points():
     for cmd in ([script, "info"], [sys.executable, "-m", "fasttrain", "info"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert out.startswith("fasttrain ") and "backends" in out
+
+
+def test_report_says_where_each_backend_lives():
+    """The numpy backend is fasttrain.kernels.ref: a reader looking for kernels/numpy/ is told."""
+    lines = report().splitlines()
+    numpy_line = next(line for line in lines if line.strip().startswith("numpy "))
+    assert "kernels/ref/" in numpy_line
+    assert "kernels/c/" in next(line for line in lines if line.strip().startswith("c "))

@@ -68,12 +68,10 @@ def _schedule(args, rest) -> int:
     cfg = resolve_config(parse_overrides(rest), args.config, resume=False)
     lrs = from_config(cfg)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        from fasttrain.plot import pyplot
         from fasttrain.schedule import learning_rate
+
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(7, 3.5))
         # the config's schedule, and the others with the same lr, min_lr and warmup to compare

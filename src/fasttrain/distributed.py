@@ -22,7 +22,9 @@ before mpi4py is imported, so `mpiexec -n 1` is the same as no launcher at all.
 Failure: MPI cannot time out a collective, so a rank that stops taking part must end the job.
 A Python exception on any rank prints that rank's error and calls MPI_Abort, which ends every
 rank (`abort_on_error`); a rank that dies outright (killed, or exits) is noticed by the launcher,
-which ends the others (MPICH's Hydra and Open MPI's mpirun both do); a rank that hangs without
+which ends the others (MPICH's Hydra and Open MPI's mpirun both do; a rank that leaves by
+os._exit during training first names itself and its step and aborts the job, since with status 0
+the launcher would end the others silently, as if the job had finished); a rank that hangs without
 dying is caught by a watchdog thread on the others, which aborts the job when one collective
 has waited FASTTRAIN_MPI_TIMEOUT seconds (600 by default; 0 turns it off). Only rank 0 writes
 to the run directory (checkpoints, metrics, config, plot), and checkpoints are written
@@ -82,6 +84,7 @@ class World:
 
     rank, size, local_size = 0, 1, 1
     comm = None
+    step = 0  # the optimizer step the training loop is taking (1-based): named if a rank leaves
 
     def __init__(self):
         # seconds spent in the gradient all-reduce, and in every collective (the scalars too),
@@ -252,6 +255,24 @@ class MPIWorld(World):
         # wait for it in the next all-reduce: a hang, with the error printed or not. MPI_Abort
         # ends every rank of the job; mpi4py's own `python -m mpi4py` does the same. Anything
         # that leaves the training early on one rank (even SystemExit(0)) strands the others.
+        #
+        # os._exit skips every handler: a rank that called it with status 0 was taken by the
+        # launcher for one that had finished, which then killed the others (SIGKILL: they
+        # cannot say a word), and the job ended with status 0, silently. So while the loop
+        # runs, os._exit in this process first says which rank left at which step, then ends
+        # the job as a failure. (A forked child's os._exit is its own business: passed on.)
+        real_exit, pid = os._exit, os.getpid()
+
+        def leaving(status=0):
+            if os.getpid() == pid:
+                print(f"fasttrain: rank {self.rank} of {self.size} left the job at step "
+                      f"{self.step} (os._exit({status}) in mid-run); aborting all {self.size} "
+                      f"ranks (MPI_Abort); the last checkpoint written stays usable",
+                      file=sys.stderr, flush=True)
+                self._abort(status or 2)
+            real_exit(status)
+
+        os._exit = leaving
         try:
             yield
         except BaseException as e:
@@ -262,6 +283,8 @@ class MPIWorld(World):
             if not isinstance(e, (KeyboardInterrupt, DistributedError)):
                 traceback.print_exc(file=sys.stderr)
             self._abort(130 if isinstance(e, KeyboardInterrupt) else 2)
+        finally:
+            os._exit = real_exit
 
     def _abort(self, code: int) -> None:
         # The launcher forwards each rank's stderr through a pipe, and MPI_Abort makes it kill

@@ -60,6 +60,11 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+# where each backend lives: the "numpy" backend is the reference in kernels/ref/, not kernels/numpy/
+WHERE = {"c": "kernels/c/: C in csrc/, wrapped by Cython", "numba": "kernels/numba/",
+         "numpy": "kernels/ref/: the numpy reference, the spec"}
+
+
 def report(facts: dict | None = None) -> str:
     """The facts as the text `fasttrain info` prints."""
     f = collect() if facts is None else facts
@@ -76,7 +81,8 @@ def report(facts: dict | None = None) -> str:
     for name, why in f["backends"].items():
         mark = " (default)" if name == f["default_backend"] else ""
         extra = f", numba {f['numba']}" if name == "numba" and f.get("numba") else ""
-        lines.append(f"  {name:6s}   " + (f"ok{extra}{mark}" if why is None else f"UNAVAILABLE: {why}"))
+        lines.append(f"  {name:6s}   " + (f"ok{extra}{mark}" if why is None else f"UNAVAILABLE: {why}")
+                     + f"  [{WHERE.get(name, '')}]")
     lines.append("blas")
     for lib in f["blas"] or [{"internal_api": "none loaded yet"}]:
         desc = " ".join(str(lib[k]) for k in ("internal_api", "version", "architecture") if lib.get(k))

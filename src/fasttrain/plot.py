@@ -1,10 +1,32 @@
 """The picture of a run: training and validation loss, perplexity and learning rate against
 steps, from its metrics.jsonl, as a PNG (matplotlib, Agg backend: no display needed).
-matplotlib is an extra: pip install "fasttrain[plot]"."""
+matplotlib is an extra: pip install "fasttrain[plot]".
+
+`pyplot()` is the one place where fasttrain sets matplotlib up (the Agg backend and the style
+every figure shares): the run's plot, the schedule, the lr sweep, the landscape and the bench
+chart all get matplotlib.pyplot from it."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+
+NO_MATPLOTLIB = 'matplotlib is not installed: pip install "fasttrain[plot]"'
+STYLE = {"savefig.dpi": 110, "grid.alpha": 0.3}  # every figure's PNG resolution, faint grids
+
+
+def pyplot(error: type[Exception] = ImportError, message: str = NO_MATPLOTLIB):
+    """matplotlib.pyplot on the Agg backend (files, no display) with fasttrain's style; without
+    matplotlib, raises `error(message)`: each caller says what needed it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise error(message) from None
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update(STYLE)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def read_metrics(run_dir) -> tuple[list[dict], list[dict]]:
@@ -20,12 +42,9 @@ def read_metrics(run_dir) -> tuple[list[dict], list[dict]]:
 def plot_run(run_dir, path=None) -> str | None:
     """Write the run's plot (default run_dir/loss.png); None, with a note, without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
-        print('note: no plot (matplotlib is not installed: pip install "fasttrain[plot]")')
+        print(f"note: no plot ({NO_MATPLOTLIB})")
         return None
     train, val = read_metrics(run_dir)
     path = Path(path) if path else Path(run_dir) / "loss.png"

@@ -309,6 +309,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
                 t0 = time.perf_counter()
 
                 micro = (batches.next() for _ in range(cfg.grad_accum))
+                world.step = step + 1
                 loss, norm = train_step(model, opt, micro, lr, cfg.grad_clip, world)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     what = f"step {step + 1}: loss {loss}, gradient norm {norm}"
@@ -363,15 +364,19 @@ def _write_report(run: Path) -> str | None:
 def resolve_config(overrides: dict, config_file: str | None, resume: bool) -> TrainConfig:
     """The run's configuration: defaults (or, on resume, the run's saved config.json), then the
     TOML file, then --key=value overrides."""
-    cfg = TrainConfig()
+    cfg, from_file = TrainConfig(), {}
     if config_file:
         from fasttrain.config import load_toml
 
-        cfg = cfg.override(load_toml(config_file), f"--config {config_file}")
+        from_file = load_toml(config_file)
+        cfg = cfg.override(from_file, f"--config {config_file}")
     if resume:
         out_dir = overrides.get("out_dir", cfg.out_dir)
         saved = Path(out_dir) / "config.json"
         if not saved.exists():
             raise ConfigError(f"--resume: {saved} does not exist (no run to resume there)")
-        cfg = TrainConfig.from_dict(json.loads(saved.read_text()), str(saved))
+        # the file on top of the saved run, as the command line; a key that would change the
+        # model is refused by load_checkpoint (MODEL_KEYS), naming it
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text()), str(saved)).override(
+            from_file, f"--config {config_file}")
     return cfg.override(overrides, "command line").validate()

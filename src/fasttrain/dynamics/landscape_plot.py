@@ -15,14 +15,9 @@ STATUS_COLOURS = {"reached": "#1a7f37", "diverged": "#cf222e", "overshoots": "#b
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ValueError('the landscape needs matplotlib: pip install "fasttrain[plot]"') from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fasttrain.plot import pyplot
 
-    return plt
+    return pyplot(ValueError, 'the landscape needs matplotlib: pip install "fasttrain[plot]"')
 
 
 def _margins(fig, *, left, right, bottom, top, wspace, hspace) -> None:

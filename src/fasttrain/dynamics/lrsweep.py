@@ -79,10 +79,9 @@ def format_table(results) -> str:
 
 
 def plot(results, path, title: str) -> str:
-    import matplotlib
+    from fasttrain.plot import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for r in results:
