@@ -119,7 +119,7 @@ void ft_layernorm_forward_f64(double *y, double *mean, double *rstd, const doubl
 //   dweight (C,) =  sum over rows of dy * xhat  (+= if accumulate)
 //   dbias (C,)   =  sum over rows of dy         (+= if accumulate)
 //   x (N,C)   weight (C,)   mean, rstd (N,) as the forward wrote them   dy (N,C);   C >= 1
-// Returns 0, or FT_ERR_NOMEM (nothing written) when its scratch, N*C/4 bytes, cannot be had.
+// Returns 0, or FT_ERR_NOMEM (nothing written) when its scratch, 1/32 of x's bytes, cannot be had.
 // dweight and dbias are the same bits for any thread count (layernorm.c says how).
 enum { FT_ERR_NOMEM = -2 };
 int ft_layernorm_backward_f32(float *dx, float *dweight, float *dbias, const float *x,

@@ -15,24 +15,27 @@
 // E[x^2] - E[x]^2: that difference cancels catastrophically when |mean| >> std (at mean 1e4,
 // std 1 it leaves no correct digit in float32).
 //
-// Precision: the row sums and every element's arithmetic run in double in both builds, and each
-// result is rounded to `real` once. In float32 that keeps y within an ulp or two of a float64
-// computation for any C (summing 4099 floats in float lanes loses ~1e-6 relative to the largest
-// term), and it is free in practice: the kernel is bound by memory at the sizes of a model
-// (benchmarks/bench_layernorm.py). The statistics are therefore computed with libm's double
-// sqrt, not real.h's SQRT. The backward reads the mean and rstd saved by the forward, rounded to
-// `real` as stored, as torch's does.
+// Precision. The forward's statistics are summed in double in both builds: in float32 a sum of
+// 4099 floats would lose ~1e-6 of the mean, and (x - mean)^2 overflows float for |x| > 1.8e19.
+// The elementwise sweeps run in `real`, twice the lanes of double and no conversions: y takes
+// the mean as two reals, m_hi + m_lo, so that x - m_hi - m_lo keeps the digits of x - mean even
+// when |mean| >> std; the backward's row sums run in 32 float lanes and its dweight/dbias chunk
+// partials (64 rows) in float, their sum over chunks in double. Measured against the float64
+// reference in float32 (C = 768 and 4099, and with a mean of 1e4): y, rstd and dx within 1e-7
+// of their largest value, dweight and dbias 2e-7; the target is 1e-5. The backward reads the
+// mean and rstd saved by the forward, rounded to `real` as stored, as torch's does. The square
+// root is libm's double sqrt, not real.h's SQRT, for the double variance.
 //
 // In place: y may be x, and dx may be dy. Each element of x (of dy) is read before the same
 // element of y (of dx) is written, in the last sweep over its row; no other sweep writes.
 //
 // Threads, and why the bits do not depend on them: each row is one thread's, start to end. dw and
 // db are sums over rows: rows are taken in chunks of CHUNK_ROWS (a constant), each chunk's rows
-// are added in order into the chunk's own partial sums (double), and each column then adds the
-// chunk partials in chunk order. A thread count only decides who computes which chunk.
-// The partials, (N / CHUNK_ROWS rounded up, 2, C) doubles (N*C/4 bytes: 1/16 of a float32 x),
-// are malloc'd here per call (FT_ERR_NOMEM if that fails, nothing written then), so the C API
-// needs no scratch argument whose size the caller must know.
+// are added in order into the chunk's own partial sums, and each column then adds the chunk
+// partials in chunk order. A thread count only decides who computes which chunk. The partials,
+// (N / CHUNK_ROWS rounded up, 2, C) reals (1/32 of x's bytes), are malloc'd here per call
+// (FT_ERR_NOMEM if that fails, nothing written then), so the C API needs no scratch argument
+// whose size the caller must know.
 //
 // Not here: argument validation (the Python front does it before any memory is touched), a
 // residual added before the normalization (a fused "residual + LayerNorm" would save one pass
@@ -47,61 +50,139 @@
 #define COL_BLOCK 256         // columns per task of the final reduction of the partials
 #define PARALLEL_MIN (1 << 15)  // elements below which a team costs more than it saves
 
+// Row sums run in independent partial sums (four AVX2 or two AVX-512 vectors), added pairwise in
+// a fixed order at the end: one accumulator waits on the latency of each add (or FMA) in turn,
+// which made the first version of this file compute-bound at a third of memory speed.
+#define DLANES 16                        // doubles: the forward's mean and variance
+#if defined(FT_F32)  // reals: the backward's row sums, 128 bytes of them
+#define LANES 32
+#define LANES_IS_32 1
+#else
+#define LANES 16
+#define LANES_IS_32 0
+#endif
+
+// The lanes are summed by loops of constant trip counts, which GCC keeps in registers (a
+// halving loop with a variable bound went through the stack), and they are never zeroed: the
+// first block of a row starts them (`first`, a constant once inlined), where `= {0}` became a
+// `rep stos`. Those two were a fifth of the time of a 256-wide row. The last C % lanes elements
+// go to one scalar sum of their own: a variable lane index would put the lanes in memory.
+static inline double dlanes_total(double acc[DLANES]) {  // pairwise, in a fixed order
+    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (int k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+static inline real FT_FN(lanes_total)(real acc[LANES]) {  // pairwise, in a fixed order
+#if LANES_IS_32
+    for (int k = 0; k < 16; k++) acc[k] += acc[k + 16];
+#endif
+    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (int k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    return (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
+// acc (DLANES) = (first) or += x[k] - shift, or its square (squared), in double
+static inline void FT_FN(sum_block)(double acc[DLANES], const real *x, double shift, int squared,
+                                    int first) {
+#pragma omp simd
+    for (int k = 0; k < DLANES; k++) {
+        const double d = (double)x[k] - shift;
+        acc[k] = (first ? 0 : acc[k]) + (squared ? d * d : d);
+    }
+}
+
+// sum_j (x_j - shift) (or its square) over a row x (C,), in double
+static inline double FT_FN(row_sum)(const real *x, int64_t C, double shift, int squared) {
+    double acc[DLANES], total = 0, tail = 0;
+    int64_t j = 0;
+    if (C >= DLANES) {
+        FT_FN(sum_block)(acc, x, shift, squared, 1);
+        for (j = DLANES; j + DLANES <= C; j += DLANES)
+            FT_FN(sum_block)(acc, x + j, shift, squared, 0);
+        total = dlanes_total(acc);
+    }
+    for (; j < C; j++) {
+        const double d = (double)x[j] - shift;
+        tail += squared ? d * d : d;
+    }
+    return total + tail;
+}
+
 // One row forward: y (C,) =, *mean =, *rstd =. y may be x.
 FT_CLONES static void FT_FN(ln_forward_row)(real *y, real *mean, real *rstd, const real *x,
                                             const real *restrict w, const real *restrict b,
                                             int64_t C, double eps) {
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < C; j++) s += (double)x[j];
-    const double m = s / (double)C;
-    double v = 0;  // second sweep, the row still in cache: no cancellation
-#pragma omp simd reduction(+ : v)
-    for (int64_t j = 0; j < C; j++) {
-        const double d = (double)x[j] - m;
-        v += d * d;
-    }
-    const double r = 1.0 / sqrt(v / (double)C + eps);
+    const double m = FT_FN(row_sum)(x, C, 0, 0) / (double)C;
+    // second sweep, the row still in cache: no cancellation
+    const double r = 1.0 / sqrt(FT_FN(row_sum)(x, C, m, 1) / (double)C + eps);
+    // Third sweep in `real`: the mean as two reals, m_hi + m_lo, so that x - m keeps its digits
+    // when |mean| >> std (x - m_hi loses none of them; m_lo then carries the rest of the mean).
+    const real m_hi = (real)m, m_lo = (real)(m - (double)m_hi), rr = (real)r;
 #pragma omp simd
     for (int64_t j = 0; j < C; j++)  // reads x[j] before it writes y[j]: y may be x
-        y[j] = (real)(((double)x[j] - m) * r * (double)w[j] + (double)b[j]);
-    *mean = (real)m;
-    *rstd = (real)r;
+        y[j] = ((x[j] - m_hi) - m_lo) * rr * w[j] + b[j];
+    *mean = m_hi;
+    *rstd = rr;
+}
+
+// One block of LANES elements of a backward row: sg, sgx (LANES) = (first) or += g and g xhat;
+// dwp, dbp (LANES) += dy xhat and dy
+static inline void FT_FN(backward_block)(real sg[LANES], real sgx[LANES], real *restrict dwp,
+                                         real *restrict dbp, const real *x,
+                                         const real *restrict w, const real *dy, real m, real r,
+                                         int first) {
+#pragma omp simd
+    for (int k = 0; k < LANES; k++) {
+        const real xh = (x[k] - m) * r, d = dy[k], g = d * w[k];
+        sg[k] = (first ? 0 : sg[k]) + g;
+        sgx[k] = (first ? 0 : sgx[k]) + g * xh;
+        dwp[k] += d * xh;
+        dbp[k] += d;
+    }
 }
 
 // One row backward: dx (C,) =, dwp and dbp (C,) += this row's dy * xhat and dy. dx may be dy.
-FT_CLONES static void FT_FN(ln_backward_row)(real *dx, double *restrict dwp,
-                                             double *restrict dbp, const real *x,
-                                             const real *restrict w, real mean, real rstd,
-                                             const real *dy, int64_t C) {
-    const double m = (double)mean, r = (double)rstd;
-    double sg = 0, sgx = 0;  // sum_j g_j, sum_j g_j xhat_j
-#pragma omp simd reduction(+ : sg, sgx)
-    for (int64_t j = 0; j < C; j++) {
-        const double xh = ((double)x[j] - m) * r, d = (double)dy[j], g = d * (double)w[j];
-        sg += g;
-        sgx += g * xh;
+FT_CLONES static void FT_FN(ln_backward_row)(real *dx, real *restrict dwp, real *restrict dbp,
+                                             const real *x, const real *restrict w, real m,
+                                             real r, const real *dy, int64_t C) {
+    real sg[LANES], sgx[LANES], a = 0, c = 0;  // sum_j g_j, sum_j g_j xhat_j
+    int64_t j = 0;
+    if (C >= LANES) {
+        FT_FN(backward_block)(sg, sgx, dwp, dbp, x, w, dy, m, r, 1);
+        for (j = LANES; j + LANES <= C; j += LANES)
+            FT_FN(backward_block)(sg, sgx, dwp + j, dbp + j, x + j, w + j, dy + j, m, r, 0);
+        a = FT_FN(lanes_total)(sg);
+        c = FT_FN(lanes_total)(sgx);
+    }
+    real tg = 0, tgx = 0;
+    for (; j < C; j++) {
+        const real xh = (x[j] - m) * r, d = dy[j], g = d * w[j];
+        tg += g;
+        tgx += g * xh;
         dwp[j] += d * xh;
         dbp[j] += d;
     }
-    const double a = sg / (double)C, c = sgx / (double)C;
+    a = (a + tg) / (real)C;
+    c = (c + tgx) / (real)C;
 #pragma omp simd
-    for (int64_t j = 0; j < C; j++) {  // reads dy[j] before it writes dx[j]: dx may be dy
-        const double xh = ((double)x[j] - m) * r, g = (double)dy[j] * (double)w[j];
-        dx[j] = (real)(r * (g - a - xh * c));
+    for (j = 0; j < C; j++) {  // reads dy[j] before it writes dx[j]: dx may be dy
+        const real xh = (x[j] - m) * r, g = dy[j] * w[j];
+        dx[j] = r * (g - a - xh * c);
     }
 }
 
-// out (n,) = or += the sum of the chunk partials src[k * stride + j], k = 0..nchunks-1 in order.
-FT_CLONES static void FT_FN(ln_reduce_cols)(real *restrict out, const double *restrict src,
+// out (n,) = or += the sum of the chunk partials src[k * stride + j], k = 0..nchunks-1 in order,
+// in double.
+FT_CLONES static void FT_FN(ln_reduce_cols)(real *restrict out, const real *restrict src,
                                             int64_t n, int64_t nchunks, int64_t stride,
                                             int accumulate) {
     double acc[COL_BLOCK];
     for (int64_t j = 0; j < n; j++) acc[j] = accumulate ? (double)out[j] : 0.0;
     for (int64_t k = 0; k < nchunks; k++) {
-        const double *p = src + k * stride;
+        const real *p = src + k * stride;
 #pragma omp simd
-        for (int64_t j = 0; j < n; j++) acc[j] += p[j];
+        for (int64_t j = 0; j < n; j++) acc[j] += (double)p[j];
     }
     for (int64_t j = 0; j < n; j++) out[j] = (real)acc[j];
 }
@@ -123,17 +204,17 @@ int FT_FN(ft_layernorm_backward)(real *dx, real *dweight, real *dbias, const rea
     // dx (N,C) =  dweight (C,) = or +=  dbias (C,) = or +=
     // x (N,C)  weight (C,)  mean (N,)  rstd (N,)  dy (N,C)
     const int64_t nchunks = (N + CHUNK_ROWS - 1) / CHUNK_ROWS;
-    double *part = NULL;  // (nchunks, 2, C): chunk k's dw partials, then its db partials
+    real *part = NULL;  // (nchunks, 2, C): chunk k's dw partials, then its db partials
     if (nchunks > 0) {
-        part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(double));
+        part = malloc((size_t)nchunks * 2 * (size_t)C * sizeof(real));
         if (!part) return FT_ERR_NOMEM;
     }
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && N * C >= PARALLEL_MIN)
     {
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < nchunks; k++) {
-            double *dwp = part + k * 2 * C, *dbp = dwp + C;
-            memset(dwp, 0, 2 * (size_t)C * sizeof(double));
+            real *dwp = part + k * 2 * C, *dbp = dwp + C;
+            memset(dwp, 0, 2 * (size_t)C * sizeof(real));
             const int64_t i1 = N - k * CHUNK_ROWS < CHUNK_ROWS ? N : (k + 1) * CHUNK_ROWS;
             for (int64_t i = k * CHUNK_ROWS; i < i1; i++)
                 FT_FN(ln_backward_row)(dx + i * C, dwp, dbp, x + i * C, weight, mean[i],

@@ -83,5 +83,5 @@ cdef int _backward(real[:, ::1] dx, real[::1] dw, real[::1] db, const real[:, ::
                                             N, C, accumulate, nthreads)
     if err == FT_ERR_NOMEM:
         raise MemoryError(f"layernorm_backward: no memory for the dweight/dbias partial sums "
-                          f"({(N + 63) // 64 * 2 * C * 8} bytes)")
+                          f"({(N + 63) // 64 * 2 * C * sizeof(real)} bytes)")
     return 0
