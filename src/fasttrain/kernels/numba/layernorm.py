@@ -1,6 +1,8 @@
 """Layer normalization in Numba: the twin of csrc/layernorm.c, sweep for sweep (formulas there),
-in double whatever the dtype, and with the same fixed chunks of rows for dweight and dbias, so
-that the result is the same bits for any thread count. Matches fasttrain.kernels.ref.layernorm.
+with the same fixed chunks of rows for dweight and dbias, so that the result is the same bits for
+any thread count. Matches fasttrain.kernels.ref.layernorm. Every sweep runs in double (the C
+kernel runs its elementwise sweeps in float32 for float32 data, for speed): Numba's loops with a
+running sum do not vectorise without fastmath, which we do not use, so float would buy nothing.
 
 error_model="numpy": with eps = 0 a constant row divides by zero, which must give inf (then NaN),
 as in C and torch, not raise ZeroDivisionError.
