@@ -37,6 +37,14 @@
 // (FT_ERR_NOMEM if that fails, nothing written then), so the C API needs no scratch argument
 // whose size the caller must know.
 //
+// Measured (float32, 2 threads, minima of interleaved runs on the shared 2-core AVX2 machine,
+// 2026-11-30, which other sessions kept busy: its read+write bandwidth read 14-42 GB/s instead
+// of 60): forward + backward at (N, C) = (8192, 768) 2.5 + 2.8 ms, 24 GB/s of minimum traffic;
+// at (2048, 256) 143 + 122 us including the Python fronts. PyTorch 2.13's F.layer_norm takes
+// 2.6 + 4.4 ms and 127 + 181 us: its forward (moments in one Welford sweep, in float, then y) is
+// as fast as this one's three sweeps, its backward 1.5x slower: fwd + bwd 1.2-1.3x ours. A single-thread microbenchmark of
+// the C alone, in L2 at 128 x 768: forward 0.36, backward 0.34 ns per element.
+//
 // Not here: argument validation (the Python front does it before any memory is touched), a
 // residual added before the normalization (a fused "residual + LayerNorm" would save one pass
 // over the (N,C) sum; not built yet), RMSNorm, normalization over more than the last axis.
