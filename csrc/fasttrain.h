@@ -105,6 +105,33 @@ void ft_embedding_backward_f64(double *dW, const double *dout, const int64_t *id
                                int64_t K, int64_t V, int64_t E, int accumulate, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
+// layer normalization over the last axis, forward and backward (layernorm.c)
+//   y (N,C) = (x - mean) * rstd * weight + bias; may be x itself
+//   mean (N,) =  row means;   rstd (N,) =  1 / sqrt(biased row variance + eps)
+//   x (N,C)   weight (C,)   bias (C,);   C >= 1
+void ft_layernorm_forward_f32(float *y, float *mean, float *rstd, const float *x,
+                              const float *weight, const float *bias, int64_t N, int64_t C,
+                              double eps, int nthreads);
+void ft_layernorm_forward_f64(double *y, double *mean, double *rstd, const double *x,
+                              const double *weight, const double *bias, int64_t N, int64_t C,
+                              double eps, int nthreads);
+//   dx (N,C)     =  the gradient of x; may be dy itself
+//   dweight (C,) =  sum over rows of dy * xhat  (+= if accumulate)
+//   dbias (C,)   =  sum over rows of dy         (+= if accumulate)
+//   x (N,C)   weight (C,)   mean, rstd (N,) as the forward wrote them   dy (N,C);   C >= 1
+// Returns 0, or FT_ERR_NOMEM (nothing written) when its scratch, 1/32 of x's bytes, cannot be had.
+// dweight and dbias are the same bits for any thread count (layernorm.c says how).
+enum { FT_ERR_NOMEM = -2 };
+int ft_layernorm_backward_f32(float *dx, float *dweight, float *dbias, const float *x,
+                              const float *weight, const float *mean, const float *rstd,
+                              const float *dy, int64_t N, int64_t C, int accumulate,
+                              int nthreads);
+int ft_layernorm_backward_f64(double *dx, double *dweight, double *dbias, const double *x,
+                              const double *weight, const double *mean, const double *rstd,
+                              const double *dy, int64_t N, int64_t C, int accumulate,
+                              int nthreads);
+
+// ----------------------------------------------------------------------------------------------
 // activations, elementwise over n values (tanh.c, gelu.c); in place allowed (y = x, dx = dy)
 //   tanh:  y = tanh(x);                 dx = dy * (1 - y^2)        (backward from the output y)
 //   gelu:  y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); dx from x and dy

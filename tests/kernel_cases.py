@@ -100,6 +100,23 @@ def make_case(kernel: str, rng: np.random.Generator, dtype, n: int, m: int, k: i
         first = np.tanh(real(n, m)) if kernel == "tanh_backward" else 3 * real(n, m)
         return Case(kernel, {"x": first, "dy": real(n, m), "out": _nan((n, m), dtype)}, ("out",),
                     lambda b, a, **h: fn(a["x"], a["dy"], out=a["out"], backend=b), hyper)
+    if kernel == "layernorm_forward":  # x (n, m): n rows of C = m channels
+        hyper = {"eps": 1e-5, **hyper}
+        arrays = {"x": real(n, m), "weight": real(m), "bias": real(m), "out": _nan((n, m), dtype),
+                  "mean": _nan((n,), dtype), "rstd": _nan((n,), dtype)}
+        return Case(kernel, arrays, ("out", "mean", "rstd"), lambda b, a, **h: fk.layernorm_forward(
+            a["x"], a["weight"], a["bias"], out=a["out"], mean=a["mean"], rstd=a["rstd"],
+            backend=b, **h), hyper)
+    if kernel == "layernorm_backward":  # mean and rstd those of x, as the forward saves them
+        acc = hyper.pop("accumulate", False)
+        init = real if acc else (lambda *shape: _nan(shape, dtype))
+        x = real(n, m)
+        _, mean, rstd = fk.layernorm_forward(x, real(m), real(m), backend="numpy")
+        arrays = {"x": x, "weight": real(m), "mean": mean, "rstd": rstd, "dy": real(n, m),
+                  "dx": _nan((n, m), dtype), "dweight": init(m), "dbias": init(m)}
+        return Case(kernel, arrays, ("dx", "dweight", "dbias"), lambda b, a, **h: fk.layernorm_backward(
+            a["x"], a["weight"], a["mean"], a["rstd"], a["dy"], dx=a["dx"], dweight=a["dweight"],
+            dbias=a["dbias"], accumulate=acc, backend=b), hyper)
     if kernel == "adamw_step":
         hyper = {"step": 3, "lr": 1e-2, "weight_decay": 0.1, **hyper}
         arrays = {"param": real(n, m), "grad": real(n, m), "m": 0.1 * real(n, m),
@@ -122,5 +139,6 @@ missing = set(KERNELS) - {
     "softmax_cross_entropy", "linear_forward", "linear_backward", "linear_cross_entropy",
     "embedding_forward",
     "embedding_bag_forward", "embedding_backward", "embedding_bag_backward", "tanh_forward",
-    "gelu_forward", "tanh_backward", "gelu_backward", "adamw_step", "sgd_step", "sum_of_squares"}
+    "gelu_forward", "tanh_backward", "gelu_backward", "adamw_step", "sgd_step", "sum_of_squares",
+    "layernorm_forward", "layernorm_backward"}
 assert not missing, f"kernel_cases.py has no case for {sorted(missing)}: add one"

@@ -86,6 +86,14 @@ def act_b_args(first):
     return lambda: {first: rand(N, V), "dy": rand(N, V)}
 
 
+def ln_f_args():
+    return dict(x=rand(N, C), weight=rand(C), bias=rand(C))
+
+
+def ln_b_args():
+    return dict(x=rand(N, C), weight=rand(C), mean=rand(N), rstd=np.abs(rand(N)), dy=rand(N, C))
+
+
 def adamw_args():
     return dict(param=rand(N, V), grad=rand(N, V), m=np.zeros((N, V), F32),
                 v=np.zeros((N, V), F32), step=1, lr=1e-3)
@@ -110,7 +118,8 @@ def call(kernel, args, backend):
         "embedding_bag_backward": ("idx", "dout", "dW"), "tanh_forward": ("x",),
         "gelu_forward": ("x",), "tanh_backward": ("y", "dy"), "gelu_backward": ("x", "dy"),
         "adamw_step": ("param", "grad", "m", "v"), "sgd_step": ("param", "grad", "buf"),
-        "sum_of_squares": ("x",)}[kernel]
+        "sum_of_squares": ("x",), "layernorm_forward": ("x", "weight", "bias"),
+        "layernorm_backward": ("x", "weight", "mean", "rstd", "dy")}[kernel]
     pos = [args.pop(name) for name in positional]
     return getattr(fk, kernel)(*pos, backend=backend, **args)
 
@@ -351,6 +360,62 @@ TABLES = {
         ("x-list", lambda: dict(x=[1.0, 2.0]), TypeError, f"x {NOT_ARRAY} list"),
         ("x-int", lambda: dict(x=np.arange(3)), TypeError, f"x {FLOAT} int64"),
     ]),
+    "layernorm_forward": (ln_f_args, [
+        ("x-None", lambda: dict(x=None), TypeError, f"x {NOT_ARRAY} NoneType"),
+        ("x-int", lambda: dict(x=np.zeros((N, C), int)), TypeError, f"x {FLOAT} int64"),
+        ("x-0d", lambda: dict(x=np.ones((), F32)), ValueError,
+         r"x must have a last axis of C >= 1 channels to normalize, got shape \(\)"),
+        ("C-0", lambda: dict(x=rand(N, 0), weight=rand(0), bias=rand(0)), ValueError,
+         r"x must have a last axis of C >= 1 channels to normalize, got shape \(4, 0\)"),
+        ("weight-shape", lambda: dict(weight=rand(C + 1)), ValueError,
+         r"weight must have shape \(C,\) = \(3,\) to match x, got \(4,\)"),
+        ("bias-dtype", lambda: dict(bias=rand(C, dtype=F64)), TypeError,
+         "bias must have the dtype of x, float32, got float64"),
+        ("bias-None", lambda: dict(bias=None), TypeError, f"bias {NOT_ARRAY} NoneType"),
+        ("eps-nan", lambda: dict(eps=float("nan")), ValueError, "eps must be >= 0.0 and finite, got nan"),
+        ("eps-inf", lambda: dict(eps=float("inf")), ValueError, "eps must be >= 0.0 and finite, got inf"),
+        ("eps-negative", lambda: dict(eps=-1e-5), ValueError,
+         "eps must be >= 0.0 and finite, got -1e-05"),
+        ("eps-str", lambda: dict(eps="1e-5"), TypeError, "eps must be a real number, got str"),
+        ("out-shifted-over-x", lambda: (lambda p: dict(x=p[0], out=p[1]))(overlapping((N, C), (N, C))),
+         ValueError, "out overlaps x; only out=x exactly is allowed"),
+        ("out-is-weight", lambda: (lambda w: dict(x=rand(1, C), weight=w, out=w.reshape(1, C)))(rand(C)),
+         ValueError, "out overlaps weight"),
+        ("mean-shape", lambda: dict(mean=np.zeros((N, 1), F32)), ValueError,
+         r"mean must have shape \(4,\), got \(4, 1\)"),
+        ("rstd-dtype", lambda: dict(rstd=np.zeros(N, F64)), TypeError,
+         "rstd must have dtype float32, got float64"),
+        ("rstd-is-mean", lambda: (lambda s: dict(mean=s, rstd=s))(np.zeros(N, F32)), ValueError,
+         "rstd overlaps mean"),
+        ("mean-read-only", lambda: dict(mean=read_only(np.zeros(N, F32))), ValueError,
+         "mean is read-only"),
+    ]),
+    "layernorm_backward": (ln_b_args, [
+        ("dy-shape", lambda: dict(dy=rand(N, C + 1)), ValueError,
+         r"dy must have the shape of x \(4, 3\), got \(4, 4\)"),
+        ("dy-dtype", lambda: dict(dy=rand(N, C, dtype=F64)), TypeError,
+         r"dy must have the dtype of x \(float32\), got float64"),
+        ("mean-shape", lambda: dict(mean=rand(N + 1)), ValueError,
+         r"mean must have shape x.shape\[:-1\] = \(4,\), got \(5,\)"),
+        ("rstd-dtype", lambda: dict(rstd=rand(N, dtype=F64)), TypeError,
+         "rstd must have the dtype of x, float32, got float64"),
+        ("weight-None", lambda: dict(weight=None), TypeError, f"weight {NOT_ARRAY} NoneType"),
+        ("C-0", lambda: dict(x=rand(N, 0), weight=rand(0), dy=rand(N, 0)), ValueError,
+         "x must have a last axis of C >= 1 channels"),
+        ("accumulate-int", lambda: dict(accumulate=1), TypeError,
+         "accumulate must be True or False, got 1"),
+        ("accumulate-without-dbias", lambda: dict(accumulate=True, dweight=np.zeros(C, F32)),
+         ValueError, "accumulate=True adds into dweight and dbias: pass both buffers"),
+        ("dx-is-x", lambda: (lambda x: dict(x=x, dx=x))(rand(N, C)), ValueError, "dx overlaps x"),
+        ("dx-shifted-over-dy", lambda: (lambda p: dict(dy=p[0], dx=p[1]))(overlapping((N, C), (N, C))),
+         ValueError, "dx overlaps dy; only dx=dy exactly is allowed"),
+        ("dweight-shape", lambda: dict(dweight=np.zeros((1, C), F32)), ValueError,
+         r"dweight must have shape \(3,\), got \(1, 3\)"),
+        ("dbias-overlaps-dweight", lambda: (lambda buf: dict(dweight=buf[:C], dbias=buf[1:1 + C]))(
+            np.zeros(2 * C, F32)), ValueError, "dbias overlaps dweight"),
+        ("dweight-read-only", lambda: dict(dweight=read_only(np.zeros(C, F32))), ValueError,
+         "dweight is read-only"),
+    ]),
 }
 
 assert set(TABLES) == set(fk.KERNELS), f"no table for {set(fk.KERNELS) - set(TABLES)}"
@@ -389,6 +454,9 @@ ZERO = [
     ("adamw_step", lambda: dict(param=rand(0), grad=rand(0), m=rand(0), v=rand(0), step=1, lr=0.1)),
     ("sgd_step", lambda: dict(param=rand(2, 0), grad=rand(2, 0), buf=rand(2, 0), lr=0.1, momentum=0.5)),
     ("sum_of_squares", lambda: dict(x=rand(0))),
+    ("layernorm_forward", lambda: dict(x=rand(0, C), weight=rand(C), bias=rand(C))),
+    ("layernorm_backward", lambda: dict(x=rand(2, 0, C), weight=rand(C), mean=rand(2, 0),
+                                        rstd=rand(2, 0), dy=rand(2, 0, C))),
 ]
 
 
@@ -403,6 +471,8 @@ def test_zero_size_arrays_are_accepted(kernel, make, backend):
         assert got == expected == 0.0
     elif kernel == "embedding_bag_forward":  # a sum of no rows
         assert np.array_equal(got, np.zeros((N, E), F32))
+    elif kernel == "layernorm_backward":  # dweight and dbias: sums over no rows
+        assert np.array_equal(got[1], np.zeros(C)) and np.array_equal(got[2], np.zeros(C))
 
 
 def test_read_only_inputs_and_in_place_outputs_are_accepted(backend):

@@ -95,6 +95,25 @@ def tolerance(kernel, dtype, case, name):
         scale = a["idx"].shape[1] * big(a["W"])
     elif kernel in ("embedding_backward", "embedding_bag_backward"):
         scale = a["idx"].size * big(a["dout"]) + big(a["dW"])
+    elif kernel.startswith("layernorm"):  # tests/test_layernorm.py's tolerances explains these
+        x = a["x"].astype(np.float64)
+        with np.errstate(all="ignore"):
+            if kernel == "layernorm_forward":
+                mean = x.mean(axis=1)
+                rstd = 1 / np.sqrt(((x - mean[:, None]) ** 2).mean(axis=1) + case.hyper["eps"])
+            else:
+                mean, rstd = a["mean"].astype(np.float64), a["rstd"].astype(np.float64)
+            xh = big((x - mean[:, None]) * rstd[:, None])  # max |xhat|
+        xr = big(x) * big(rstd)  # |x| * rstd: the rounding scale of xhat
+        n = x.shape[0]
+        if kernel == "layernorm_forward":
+            scale = {"out": (xh + xr) * big(a["weight"]) + big(a["bias"]), "mean": big(x),
+                     "rstd": 0.0}[name]
+        else:
+            g = big(a["dy"]) * big(a["weight"])
+            scale = {"dx": big(rstd) * g * (1 + xh * (xh + 2 * xr)),
+                     "dweight": n * big(a["dy"]) * (xh + xr) + big(a["dweight"]),
+                     "dbias": n * big(a["dy"]) + big(a["dbias"])}[name]
     elif kernel == "sum_of_squares":  # positive terms: no cancellation, rtol alone suffices
         scale = 0.0
     else:  # elementwise: each result from one element
@@ -138,6 +157,11 @@ def examples(draw, kernel):
                      nesterov=momentum > 0 and draw(st.booleans()),
                      weight_decay=draw(st.sampled_from([0.0, 0.1])),
                      grad_scale=draw(st.sampled_from([1.0, 0.5, np.nan])))
+    elif kernel == "layernorm_forward":  # eps > 0: with eps = 0 a constant row is 0/0, and
+        # the sign of a last-bit difference in its mean decides between NaN and a finite value
+        hyper = dict(eps=draw(st.sampled_from([1e-5, 0.1, 1.0])))
+    elif kernel == "layernorm_backward":
+        hyper = dict(accumulate=draw(st.booleans()))
     elif kernel.endswith("backward") and kernel.startswith(("linear", "embedding")):
         hyper = dict(accumulate=draw(st.booleans()))
     rng = np.random.default_rng(seed)

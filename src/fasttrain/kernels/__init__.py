@@ -28,6 +28,7 @@ from fasttrain.kernels.embedding import (
     embedding_forward,
 )
 from fasttrain.kernels.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.layernorm import layernorm_backward, layernorm_forward
 from fasttrain.kernels.linear import linear_backward, linear_forward
 from fasttrain.kernels.linear_crossentropy import linear_cross_entropy
 from fasttrain.kernels.tanh import tanh_backward, tanh_forward
@@ -46,6 +47,8 @@ KERNELS = (
     "tanh_backward",
     "gelu_forward",
     "gelu_backward",
+    "layernorm_forward",
+    "layernorm_backward",
     "adamw_step",
     "sgd_step",
     "sum_of_squares",

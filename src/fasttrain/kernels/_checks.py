@@ -83,12 +83,15 @@ def output(name: str, out: object, shape: tuple[int, ...], dtype: np.dtype,
         raise ValueError(f"{name} is read-only")
     allowed = may_be if isinstance(may_be, tuple) else (may_be,)
     for input_name, a in inputs.items():
+        # the cheap bounds test first: _same_view reads __array_interface__, which made this
+        # function 8 us for 5 inputs instead of 2.5 (a third of a small layernorm call)
+        if not np.may_share_memory(out, a):
+            continue
         in_place_ok = any(a is b for b in allowed)
         if in_place_ok and _same_view(out, a):
             continue  # exactly the allowed input: same memory, same layout
-        if np.may_share_memory(out, a):
-            raise ValueError(f"{name} overlaps {input_name}" + (
-                f"; only {name}={input_name} exactly is allowed" if in_place_ok else ""))
+        raise ValueError(f"{name} overlaps {input_name}" + (
+            f"; only {name}={input_name} exactly is allowed" if in_place_ok else ""))
     return out
 
 

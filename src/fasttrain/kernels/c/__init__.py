@@ -15,6 +15,7 @@ with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (thre
         embedding_forward,
     )
     from fasttrain.kernels.c.gelu import gelu_backward, gelu_forward
+    from fasttrain.kernels.c.layernorm import layernorm_backward, layernorm_forward
     from fasttrain.kernels.c.linear import linear_backward, linear_forward
     from fasttrain.kernels.c.linear_crossentropy import linear_cross_entropy
     from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
@@ -27,6 +28,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "layernorm_backward",
+    "layernorm_forward",
     "linear_backward",
     "linear_forward",
     "linear_cross_entropy",

@@ -80,6 +80,23 @@ cdef extern from "fasttrain.h" nogil:
     void ft_embedding_backward_f64(double *dW, const double *dout, const int64_t *idx, int64_t N,
                                    int64_t K, int64_t V, int64_t E, int accumulate, int nthreads)
 
+    enum:
+        FT_ERR_NOMEM
+    void ft_layernorm_forward_f32(float *y, float *mean, float *rstd, const float *x,
+                                  const float *weight, const float *bias, int64_t N, int64_t C,
+                                  double eps, int nthreads)
+    void ft_layernorm_forward_f64(double *y, double *mean, double *rstd, const double *x,
+                                  const double *weight, const double *bias, int64_t N,
+                                  int64_t C, double eps, int nthreads)
+    int ft_layernorm_backward_f32(float *dx, float *dweight, float *dbias, const float *x,
+                                  const float *weight, const float *mean, const float *rstd,
+                                  const float *dy, int64_t N, int64_t C, int accumulate,
+                                  int nthreads)
+    int ft_layernorm_backward_f64(double *dx, double *dweight, double *dbias, const double *x,
+                                  const double *weight, const double *mean, const double *rstd,
+                                  const double *dy, int64_t N, int64_t C, int accumulate,
+                                  int nthreads)
+
     void ft_tanh_forward_f32(float *y, const float *x, int64_t n, int nthreads)
     void ft_tanh_forward_f64(double *y, const double *x, int64_t n, int nthreads)
     void ft_tanh_backward_f32(float *dx, const float *y, const float *dy, int64_t n, int nthreads)

@@ -19,6 +19,7 @@ with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: 
         embedding_forward,
     )
     from fasttrain.kernels.numba.gelu import gelu_backward, gelu_forward
+    from fasttrain.kernels.numba.layernorm import layernorm_backward, layernorm_forward
     from fasttrain.kernels.numba.linear import linear_backward, linear_forward
     from fasttrain.kernels.numba.linear_crossentropy import linear_cross_entropy
     from fasttrain.kernels.numba.tanh import tanh_backward, tanh_forward
@@ -31,6 +32,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "layernorm_backward",
+    "layernorm_forward",
     "linear_backward",
     "linear_forward",
     "linear_cross_entropy",

@@ -13,6 +13,7 @@ from fasttrain.kernels.ref.embedding import (
     embedding_forward,
 )
 from fasttrain.kernels.ref.gelu import gelu_backward, gelu_forward
+from fasttrain.kernels.ref.layernorm import layernorm_backward, layernorm_forward
 from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 from fasttrain.kernels.ref.linear_crossentropy import linear_cross_entropy
 from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
@@ -25,6 +26,8 @@ __all__ = [
     "embedding_forward",
     "gelu_backward",
     "gelu_forward",
+    "layernorm_backward",
+    "layernorm_forward",
     "linear_backward",
     "linear_forward",
     "linear_cross_entropy",
