@@ -81,6 +81,18 @@ def assert_close(actual, desired, *, rtol, atol, what=""):
         f"{tuple(int(i) for i in k)}: {a[k]!r} vs {d[k]!r} (rtol={rtol}, atol={atol})")
 
 
+def numeric_gradient(loss, args, arg, h=1e-6):
+    """Central finite differences of the scalar loss(*args) with respect to args[arg], element
+    by element (float64 arguments)."""
+    numeric = np.zeros_like(args[arg])
+    for idx in np.ndindex(numeric.shape):
+        plus, minus = [a.copy() for a in args], [a.copy() for a in args]
+        plus[arg][idx] += h
+        minus[arg][idx] -= h
+        numeric[idx] = (loss(*plus) - loss(*minus)) / (2 * h)
+    return numeric
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
     """60 kB of the built-in corpus as a text file: the data of the small training runs."""

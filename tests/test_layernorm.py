@@ -7,7 +7,7 @@ import pytest
 
 import fasttrain
 from fasttrain.kernels import layernorm_backward, layernorm_forward
-from conftest import assert_close
+from conftest import assert_close, numeric_gradient
 
 
 def make_case(shape, *, dtype=np.float32, seed=0, scale=1.0, offset=0.0):
@@ -62,15 +62,8 @@ def test_reference_matches_finite_differences():
 
     _, mean, rstd = layernorm_forward(x, w, b, eps=eps, backend="numpy")
     grads = layernorm_backward(x, w, mean, rstd, G, backend="numpy")
-    h = 1e-6
     for name, arg, grad in (("x", 0, grads[0]), ("weight", 1, grads[1]), ("bias", 2, grads[2])):
-        args = [x, w, b]
-        numeric = np.zeros_like(args[arg])
-        for idx in np.ndindex(numeric.shape):
-            plus, minus = [a.copy() for a in args], [a.copy() for a in args]
-            plus[arg][idx] += h
-            minus[arg][idx] -= h
-            numeric[idx] = (loss(*plus) - loss(*minus)) / (2 * h)
+        numeric = numeric_gradient(loss, [x, w, b], arg)
         assert_close(grad, numeric, rtol=1e-7, atol=1e-8, what=f"d{name} vs finite differences")
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import fasttrain
 from fasttrain.kernels import _checks, linear_backward, linear_forward
-from conftest import assert_close
+from conftest import assert_close, numeric_gradient
 
 
 def make_case(N, C, OC, *, dtype=np.float32, seed=0):
@@ -96,15 +96,8 @@ def test_reference_matches_finite_differences():
     def loss(x, W, b):
         return float(np.sum(G * linear_forward(x, W, b, backend="numpy")))
 
-    h = 1e-6
     for name, arg, grad in (("x", 0, dx), ("W", 1, dW), ("b", 2, db)):
-        args = [x, W, b]
-        numeric = np.zeros_like(args[arg])
-        for idx in np.ndindex(numeric.shape):
-            plus, minus = [a.copy() for a in args], [a.copy() for a in args]
-            plus[arg][idx] += h
-            minus[arg][idx] -= h
-            numeric[idx] = (loss(*plus) - loss(*minus)) / (2 * h)
+        numeric = numeric_gradient(loss, [x, W, b], arg)
         assert_close(grad, numeric, rtol=1e-7, atol=1e-8, what=f"d{name} vs finite differences")
 
 

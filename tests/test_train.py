@@ -94,6 +94,24 @@ def test_gradient_accumulation_matches_one_big_batch(corpus_file, tmp_path):
     assert_close(params[1], params[0], rtol=1e-5, atol=1e-6, what="accumulated vs one batch")
 
 
+def ctrl_c_at_batch(monkeypatch, n):
+    """A SIGINT while the n-th batch is drawn (during step n), as a user's Ctrl-C; returns the
+    original Batches.next, to put back before resuming."""
+    import fasttrain.train as train_module
+
+    calls = {"n": 0}
+    original = train_module.Batches.next
+
+    def next_with_ctrl_c(self):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(train_module.Batches, "next", next_with_ctrl_c)
+    return original
+
+
 def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
     full = tiny(corpus_file, tmp_path / "full", steps=30)
     train(full, progress=False)
@@ -102,16 +120,7 @@ def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
     # the same run, interrupted by a SIGINT during step 13, then resumed
     import fasttrain.train as train_module
 
-    calls = {"n": 0}
-    original = train_module.Batches.next
-
-    def next_with_ctrl_c(self):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self)
-
-    monkeypatch.setattr(train_module.Batches, "next", next_with_ctrl_c)
+    original = ctrl_c_at_batch(monkeypatch, 13)
     cut = tiny(corpus_file, tmp_path / "cut", steps=30)
     summary = train(cut, progress=False)
     assert summary["interrupted"] and summary["step"] == 13
@@ -253,16 +262,7 @@ def test_samples_leave_training_unchanged_and_survive_resume(corpus_file, tmp_pa
     for name in expected:
         assert np.array_equal(quiet[name], expected[name]), name
 
-    calls = {"n": 0}
-    original = train_module.Batches.next
-
-    def next_with_ctrl_c(self):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self)
-
-    monkeypatch.setattr(train_module.Batches, "next", next_with_ctrl_c)
+    original = ctrl_c_at_batch(monkeypatch, 13)
     cut = tiny(corpus_file, tmp_path / "cut", **kw)
     assert train(cut, progress=False)["step"] == 13
     monkeypatch.setattr(train_module.Batches, "next", original)

@@ -98,24 +98,18 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _kernel_list(text: str) -> str:
-    import argparse
+def _checked_by(parse):
+    """An argparse type that keeps the text once `parse` accepts it, and turns its ValueError
+    into argparse's usage error."""
+    def check(text: str) -> str:
+        import argparse
 
-    try:
-        parse_kernels(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _backend_list(text: str) -> str:
-    import argparse
-
-    try:
-        parse_backends(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+        try:
+            parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+    return check
 
 
 def add_arguments(p) -> None:
@@ -129,13 +123,13 @@ def add_arguments(p) -> None:
         "machine's limits (memory bandwidth, GEMM FLOP/s) measured at the start. Exit status: "
         "0; 1 when --compare finds a regression; 2 on an error.")
     names, every = kernel_names(), kernel_names(every=True)
-    p.add_argument("--kernels", type=_kernel_list, default=",".join(names),
+    p.add_argument("--kernels", type=_checked_by(parse_kernels), default=",".join(names),
                    help=f"comma-separated, of {','.join(every)} (default: "
                    f"{','.join(names)}; the public names work too: softmax_cross_entropy, "
                    "linear_forward, tanh, ...)")
     # With Numba's OpenMP threading layer started in the same process, torch's per-tensor
     # AdamW ran ~8x slower here (README, AdamW step); --backends c,numpy,torch leaves numba out.
-    p.add_argument("--backends", type=_backend_list, default=",".join(CONTENDERS),
+    p.add_argument("--backends", type=_checked_by(parse_backends), default=",".join(CONTENDERS),
                    help=f"comma-separated, of {','.join(CONTENDERS)} (default: all that load; "
                    "numpy is fasttrain's reference backend, fasttrain.kernels.ref: without it "
                    "there is no 'vs numpy'), and contenders run only when named: "
