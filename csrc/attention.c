@@ -95,52 +95,72 @@ INLINE void FT_FN(gemm_tile)(const int R, const int NV, real *c, int64_t ldc, co
         for (int v = 0; v < NV; v++) VSTORE(c + r * ldc + v * VL, acc[r][v]);
 }
 
+// R rows of C (= or +=, see gemm_tile), all nc columns (a multiple of VL), summing s in [lo, hi).
+INLINE void FT_FN(gemm_rows)(const int R, real *c, int64_t ldc, const real *a, int64_t ars,
+                             int64_t ass, const real *b, int64_t ldb, int64_t nc, int64_t lo,
+                             int64_t hi, const real *cs, int beta) {
+    int64_t j = 0;
+    for (; j + 2 * VL <= nc; j += 2 * VL)
+        FT_FN(gemm_tile)(R, 2, c + j, ldc, a + lo * ass, ars, ass, b + lo * ldb + j, ldb, hi - lo,
+                         cs, beta);
+    if (j < nc)
+        FT_FN(gemm_tile)(R, 1, c + j, ldc, a + lo * ass, ars, ass, b + lo * ldb + j, ldb, hi - lo,
+                         cs, beta);
+}
+
 // C (nr, nc) (= or +=, see gemm_tile) A (nr, ns) B (ns, nc); nc a multiple of VL. Each element
 // of C is one tile lane's sum over s in order: the same bits whichever tile computes it.
 INLINE void FT_FN(gemm)(real *c, int64_t ldc, const real *a, int64_t ars, int64_t ass,
                         const real *b, int64_t ldb, int64_t nr, int64_t nc, int64_t ns,
                         const real *cs, int beta) {
     int64_t r = 0;
-    for (; r + 4 <= nr; r += 4) {
-        int64_t j = 0;
-        for (; j + 2 * VL <= nc; j += 2 * VL)
-            FT_FN(gemm_tile)(4, 2, c + r * ldc + j, ldc, a + r * ars, ars, ass, b + j, ldb, ns,
-                             cs ? cs + r : NULL, beta);
-        if (j < nc)
-            FT_FN(gemm_tile)(4, 1, c + r * ldc + j, ldc, a + r * ars, ars, ass, b + j, ldb, ns,
-                             cs ? cs + r : NULL, beta);
-    }
-    for (; r < nr; r++) {
-        int64_t j = 0;
-        for (; j + 2 * VL <= nc; j += 2 * VL)
-            FT_FN(gemm_tile)(1, 2, c + r * ldc + j, ldc, a + r * ars, ars, ass, b + j, ldb, ns,
-                             cs ? cs + r : NULL, beta);
-        if (j < nc)
-            FT_FN(gemm_tile)(1, 1, c + r * ldc + j, ldc, a + r * ars, ars, ass, b + j, ldb, ns,
-                             cs ? cs + r : NULL, beta);
-    }
+    for (; r + 4 <= nr; r += 4)
+        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, 0, ns,
+                         cs ? cs + r : NULL, beta);
+    for (; r < nr; r++)
+        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, 0, ns,
+                         cs ? cs + r : NULL, beta);
+}
+
+// The s that row r of a diagonal block may sum (see gemm_band), clamped to [0, ns].
+INLINE int64_t band_lo(int64_t r, int lower, int64_t off) {
+    return lower || r + off < 0 ? 0 : r + off;
+}
+INLINE int64_t band_hi(int64_t r, int64_t ns, int lower, int64_t off) {
+    return !lower || r + off + 1 > ns ? ns : (r + off + 1 > 0 ? r + off + 1 : 0);
 }
 
 // As gemm, for a block that straddles the causal diagonal: row r sums only the s that its
 // query and key may pair, s < r + off + 1 (lower: rows are queries, s keys) or s >= r + off
 // (upper: rows are keys, s queries), so a masked pair enters no sum, not even as 0 * x (a NaN
-// or inf in a future token's k or v reaches no earlier token, as in the reference). One row at
-// a time: these are a thin band of the blocks.
+// or inf in a future token's k or v reaches no earlier token, as in the reference). Four rows
+// at a time over the s they all sum, then each row's few others one row at a time; a row with
+// none gets only gemm_tile's start (C scaled, zeroed or kept).
 INLINE void FT_FN(gemm_band)(real *c, int64_t ldc, const real *a, int64_t ars, int64_t ass,
                              const real *b, int64_t ldb, int64_t nr, int64_t nc, int64_t ns,
                              const real *cs, int beta, int lower, int64_t off) {
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t lo = 0, hi = ns;
-        if (lower) hi = r + off + 1 < ns ? r + off + 1 : ns;
-        else lo = r + off > 0 ? r + off : 0;
-        if (hi < lo) hi = lo;  // no pair in this block: an empty sum (C scaled or zeroed only)
-        int64_t j = 0;
-        for (; j + 2 * VL <= nc; j += 2 * VL)
-            FT_FN(gemm_tile)(1, 2, c + r * ldc + j, ldc, a + r * ars + lo * ass, ars, ass,
-                             b + lo * ldb + j, ldb, hi - lo, cs ? cs + r : NULL, beta);
-        if (j < nc)
-            FT_FN(gemm_tile)(1, 1, c + r * ldc + j, ldc, a + r * ars + lo * ass, ars, ass,
-                             b + lo * ldb + j, ldb, hi - lo, cs ? cs + r : NULL, beta);
+    int64_t r = 0;
+    for (; r + 4 <= nr; r += 4) {
+        // the rows' common range: the first row's end (lower), the last row's start (upper)
+        const int64_t lo = band_lo(r + 3, lower, off) < ns ? band_lo(r + 3, lower, off) : ns;
+        const int64_t hi = band_hi(r, ns, lower, off) > lo ? band_hi(r, ns, lower, off) : lo;
+        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, lo, hi,
+                         cs ? cs + r : NULL, beta);
+        for (int64_t q = r; q < r + 4; q++) {  // then the rest of each row's range, in order
+            const int64_t qlo = band_lo(q, lower, off), qhi = band_hi(q, ns, lower, off);
+            if (qlo < lo)
+                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, nc, qlo,
+                                 lo < qhi ? lo : qhi, NULL, 1);
+            if (qhi > hi)
+                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, nc,
+                                 hi > qlo ? hi : qlo, qhi, NULL, 1);
+        }
+    }
+    for (; r < nr; r++) {
+        const int64_t lo = band_lo(r, lower, off) < ns ? band_lo(r, lower, off) : ns;
+        const int64_t hi = band_hi(r, ns, lower, off) > lo ? band_hi(r, ns, lower, off) : lo;
+        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, lo, hi,
+                         cs ? cs + r : NULL, beta);
     }
 }
 
