@@ -95,11 +95,12 @@ INLINE void FT_FN(gemm_tile)(const int R, const int NV, real *c, int64_t ldc, co
         for (int v = 0; v < NV; v++) VSTORE(c + r * ldc + v * VL, acc[r][v]);
 }
 
-// R rows of C (= or +=, see gemm_tile), all nc columns (a multiple of VL), summing s in [lo, hi).
+// R rows of C (= or +=, see gemm_tile), columns [j0, nc) (multiples of VL), summing s in
+// [lo, hi).
 INLINE void FT_FN(gemm_rows)(const int R, real *c, int64_t ldc, const real *a, int64_t ars,
-                             int64_t ass, const real *b, int64_t ldb, int64_t nc, int64_t lo,
-                             int64_t hi, const real *cs, int beta) {
-    int64_t j = 0;
+                             int64_t ass, const real *b, int64_t ldb, int64_t j0, int64_t nc,
+                             int64_t lo, int64_t hi, const real *cs, int beta) {
+    int64_t j = j0;
     for (; j + 2 * VL <= nc; j += 2 * VL)
         FT_FN(gemm_tile)(R, 2, c + j, ldc, a + lo * ass, ars, ass, b + lo * ldb + j, ldb, hi - lo,
                          cs, beta);
@@ -108,18 +109,29 @@ INLINE void FT_FN(gemm_rows)(const int R, real *c, int64_t ldc, const real *a, i
                          cs, beta);
 }
 
+INLINE int64_t FT_FN(first_col)(int64_t i, int64_t nc) {  // i clamped to [0, nc], whole vectors
+    return (i < 0 ? 0 : i < nc ? i : nc) / VL * VL;
+}
+
 // C (nr, nc) (= or +=, see gemm_tile) A (nr, ns) B (ns, nc); nc a multiple of VL. Each element
 // of C is one tile lane's sum over s in order: the same bits whichever tile computes it.
+// diag (scores of a block on the causal diagonal, rows keys j0 + r, columns queries i0 + i, and
+// off = j0 - i0): the columns of row r before r + off, rounded down to whole vectors, are masked
+// pairs and are left uncomputed (undefined); the mask overwrites them.
 INLINE void FT_FN(gemm)(real *c, int64_t ldc, const real *a, int64_t ars, int64_t ass,
                         const real *b, int64_t ldb, int64_t nr, int64_t nc, int64_t ns,
-                        const real *cs, int beta) {
+                        const real *cs, int beta, int diag, int64_t off) {
     int64_t r = 0;
-    for (; r + 4 <= nr; r += 4)
-        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, 0, ns,
+    for (; r + 4 <= nr; r += 4) {
+        const int64_t j0 = diag ? FT_FN(first_col)(r + off, nc) : 0;
+        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, j0, nc, 0, ns,
                          cs ? cs + r : NULL, beta);
-    for (; r < nr; r++)
-        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, 0, ns,
+    }
+    for (; r < nr; r++) {
+        const int64_t j0 = diag ? FT_FN(first_col)(r + off, nc) : 0;
+        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, j0, nc, 0, ns,
                          cs ? cs + r : NULL, beta);
+    }
 }
 
 // The s that row r of a diagonal block may sum (see gemm_band), clamped to [0, ns].
@@ -144,22 +156,22 @@ INLINE void FT_FN(gemm_band)(real *c, int64_t ldc, const real *a, int64_t ars, i
         // the rows' common range: the first row's end (lower), the last row's start (upper)
         const int64_t lo = band_lo(r + 3, lower, off) < ns ? band_lo(r + 3, lower, off) : ns;
         const int64_t hi = band_hi(r, ns, lower, off) > lo ? band_hi(r, ns, lower, off) : lo;
-        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, lo, hi,
+        FT_FN(gemm_rows)(4, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, 0, nc, lo, hi,
                          cs ? cs + r : NULL, beta);
         for (int64_t q = r; q < r + 4; q++) {  // then the rest of each row's range, in order
             const int64_t qlo = band_lo(q, lower, off), qhi = band_hi(q, ns, lower, off);
             if (qlo < lo)
-                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, nc, qlo,
+                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, 0, nc, qlo,
                                  lo < qhi ? lo : qhi, NULL, 1);
             if (qhi > hi)
-                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, nc,
+                FT_FN(gemm_rows)(1, c + q * ldc, ldc, a + q * ars, ars, ass, b, ldb, 0, nc,
                                  hi > qlo ? hi : qlo, qhi, NULL, 1);
         }
     }
     for (; r < nr; r++) {
         const int64_t lo = band_lo(r, lower, off) < ns ? band_lo(r, lower, off) : ns;
         const int64_t hi = band_hi(r, ns, lower, off) > lo ? band_hi(r, ns, lower, off) : lo;
-        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, nc, lo, hi,
+        FT_FN(gemm_rows)(1, c + r * ldc, ldc, a + r * ars, ars, ass, b, ldb, 0, nc, lo, hi,
                          cs ? cs + r : NULL, beta);
     }
 }
@@ -199,21 +211,19 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         const int64_t nk = kend - j0 < BK ? kend - j0 : BK;
         // S^T (nk, BQ) = scale (K_j Q_i^T): scaled after the product, as the reference does
         // (scale 0 times an overflowed q.k is NaN there too)
-        FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nk, BQ, hs, NULL, 0);
         const int masked = causal && j0 + nk - 1 > i0;  // the block straddles the diagonal
+        FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nk, BQ, hs, NULL, 0, masked, j0 - i0);
+        // in the same sweep, the new running max m' (alpha holds it for now); a NaN score is
+        // skipped here and propagates through exp below
+        for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
         for (int64_t kk = 0; kk < nk; kk++) {
             real *s = ST + kk * BQ;
 #pragma omp simd
-            for (int64_t i = 0; i < BQ; i++)
-                s[i] = masked && j0 + kk > i0 + i ? -INFINITY : scale * s[i];
-        }
-        // the new running max m' (alpha holds it for now); a NaN score is skipped here and
-        // propagates through exp below
-        for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
-        for (int64_t kk = 0; kk < nk; kk++) {
-            const real *s = ST + kk * BQ;
-#pragma omp simd
-            for (int64_t i = 0; i < BQ; i++) alpha[i] = s[i] > alpha[i] ? s[i] : alpha[i];
+            for (int64_t i = 0; i < BQ; i++) {
+                const real x = masked && j0 + kk > i0 + i ? -INFINITY : scale * s[i];
+                s[i] = x;
+                alpha[i] = x > alpha[i] ? x : alpha[i];
+            }
         }
         // P = exp(S - m'), l = l exp(m - m') + rowsum P
         real rowsum[BQ];
@@ -239,7 +249,7 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         if (masked)
             FT_FN(gemm_band)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0, 1, i0 - j0);
         else
-            FT_FN(gemm)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0);
+            FT_FN(gemm)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0, 0, 0);
     }
     for (int64_t i = 0; i < nq; i++) {
         const real inv = 1 / l[i];
@@ -321,7 +331,8 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
             const int64_t nq = T - i0 < BQ ? T - i0 : BQ;
             const int masked = causal && j0 + nk - 1 > i0;
             // S^T (nk, BQ) = scale (K_j Q_i^T), then P^T = exp(S^T - lse), 0 where masked
-            FT_FN(gemm)(PT, BQ, k + j0 * ld, ld, 1, Qt + i0, Tp, nk, BQ, hs, NULL, 0);
+            FT_FN(gemm)(PT, BQ, k + j0 * ld, ld, 1, Qt + i0, Tp, nk, BQ, hs, NULL, 0, masked,
+                        j0 - i0);
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *p = PT + kk * BQ;
                 const real *Li = L + i0;
@@ -336,9 +347,10 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
                 FT_FN(gemm_band)(dVb, hsp, PT, BQ, 1, dOp + i0 * hsp, hsp, nk, hsp, nq, NULL, 1,
                                  0, j0 - i0);
             else
-                FT_FN(gemm)(dVb, hsp, PT, BQ, 1, dOp + i0 * hsp, hsp, nk, hsp, nq, NULL, 1);
+                FT_FN(gemm)(dVb, hsp, PT, BQ, 1, dOp + i0 * hsp, hsp, nk, hsp, nq, NULL, 1, 0, 0);
             // dP^T (nk, BQ) = V_j dO_i^T, then dS^T = scale P^T (dP^T - D), 0 where masked
-            FT_FN(gemm)(dST, BQ, v + j0 * ld, ld, 1, dOt + i0, Tp, nk, BQ, hs, NULL, 0);
+            FT_FN(gemm)(dST, BQ, v + j0 * ld, ld, 1, dOt + i0, Tp, nk, BQ, hs, NULL, 0, masked,
+                        j0 - i0);
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *g = dST + kk * BQ;
                 const real *p = PT + kk * BQ, *Di = D + i0;
@@ -356,8 +368,8 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
                                  0, j0 - i0);
             } else {
                 FT_FN(gemm)(dQ + i0 * hsp, hsp, dST, 1, BQ, Kp + j0 * hsp, hsp, nq, hsp, nk,
-                            NULL, 1);
-                FT_FN(gemm)(dKb, hsp, dST, BQ, 1, Qp + i0 * hsp, hsp, nk, hsp, nq, NULL, 1);
+                            NULL, 1, 0, 0);
+                FT_FN(gemm)(dKb, hsp, dST, BQ, 1, Qp + i0 * hsp, hsp, nk, hsp, nq, NULL, 1, 0, 0);
             }
         }
         for (int64_t kk = 0; kk < nk; kk++) {
