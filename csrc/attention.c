@@ -34,8 +34,11 @@
 // is always packed (or a row of qkv) so that the vectors are contiguous. Scores are computed
 // transposed, S^T = K Q^T (keys by rows, BQ queries along the vector), so that the softmax's
 // per-query max, exp and sum run along vectors and K is read from qkv as it is: only Q^T (and V,
-// padded to whole vectors) is packed per block. Vectors are GCC's vector extension of VBYTES
-// bytes, which each FT_CLONES clone lowers to its own registers (one zmm, two ymm, four xmm).
+// padded to whole vectors) is packed per block. Vectors are GCC's vector extension of VBYTES =
+// 32 bytes, which each FT_CLONES clone lowers to its own registers (one ymm; two xmm in the
+// baseline): the 8 accumulators of a tile and its operands fit AVX2's 16 registers. 64-byte
+// vectors (one zmm) spilled on the AVX2 hosts of this project's machines, 40x slower there; on
+// an AVX-512 host the ymm code loses nothing on Zen 4, which splits zmm work in two anyway.
 //
 // Threads: the forward splits (b, h, query block) tasks, each computed start to end by one
 // thread; the backward gives each thread whole heads (b, h), whose dq, dk, dv it alone writes,
@@ -56,7 +59,7 @@
 #define BQ 64  // queries per block: the vector dimension of the score tiles (a multiple of VL)
 #define BK 64  // keys per block
 #define VBYTES 32
-#define VL ((int64_t)(VBYTES / sizeof(real)))  // reals per vector: 16 float, 8 double
+#define VL ((int64_t)(VBYTES / sizeof(real)))  // reals per vector: 8 float, 4 double
 #define INLINE static inline __attribute__((always_inline))
 
 typedef real vec __attribute__((vector_size(VBYTES)));
