@@ -205,7 +205,8 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
 
     for (int64_t d = 0; d < hs; d++)
         for (int64_t i = 0; i < BQ; i++) Qt[d * BQ + i] = i < nq ? q[(i0 + i) * ld + d] : 0;
-    memset(Vb, 0, (size_t)(BK * hsp) * sizeof(real));
+    if (hsp > hs)  // the pad columns of V: they feed only O's pad columns, but not as garbage
+        memset(Vb, 0, (size_t)(BK * hsp) * sizeof(real));
     for (int64_t i = 0; i < BQ; i++) {
         m[i] = -INFINITY;
         l[i] = 0;
@@ -306,7 +307,7 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
     // T = 4096 before this layout)
     real *Qt = work;              // (Tp/BQ, hs, BQ)  q^T, zero past T
     real *dOt = Qt + hs * Tp;     // (Tp/BQ, hs, BQ)  dout^T, zero past T
-    real *Qp = dOt + hs * Tp;     // (Tp, hsp) q, zero past hs
+    real *Qp = dOt + hs * Tp;     // (Tp, hsp) q, zero past hs (rows past T unused)
     real *Kp = Qp + Tp * hsp;     // (Tp, hsp) k
     real *dOp = Kp + Tp * hsp;    // (Tp, hsp) dout
     real *dQ = dOp + Tp * hsp;    // (Tp, hsp) dq, accumulated over the key blocks
@@ -317,7 +318,17 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
     real *D = dST + BK * BQ;      // (Tp,)     rowsum(dout * out)
     real *L = D + Tp;             // (Tp,)     lse, 0 past T
 
-    memset(work, 0, (size_t)FT_FN(ft_attention_work)(T, hs, 1) * sizeof(real));
+    // zero what is summed into (dQ) and the pads, which feed only lanes never read back (the
+    // queries past T, the columns past hs), so that no garbage goes through them either; a
+    // memset of the whole work cost ~10% of the backward at T = 128
+    memset(dQ, 0, (size_t)(Tp * hsp) * sizeof(real));
+    for (int64_t i = T; i < Tp; i++) {
+        for (int64_t d = 0; d < hs; d++) Qt[i / BQ * hs * BQ + d * BQ + i % BQ] = 0;
+        for (int64_t d = 0; d < hs; d++) dOt[i / BQ * hs * BQ + d * BQ + i % BQ] = 0;
+        D[i] = L[i] = 0;
+    }
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t d = hs; d < hsp; d++) Qp[i * hsp + d] = Kp[i * hsp + d] = dOp[i * hsp + d] = 0;
     for (int64_t i = 0; i < T; i++) {
         real Di = 0;
         for (int64_t d = 0; d < hs; d++) {
