@@ -276,11 +276,13 @@ int FT_FN(ft_attention_forward)(real *out, real *lse, real *work, const real *qk
         tid = omp_get_thread_num();
 #endif
         real *w = work + tid * wsize;
-        // the last query blocks first: in a causal head they have the most keys to see, so
-        // the dynamic schedule ends on the cheap ones
+        // head by head, so that the threads share one head's k and v while it is in cache
+        // (measured on the loaded 2-core machine: 1.3x faster at T = 1024 and 4096 than taking
+        // every head's last block first; within noise when the machine was quiet), and in each
+        // head the last query blocks first: in a causal head they see the most keys
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < ntasks; t++) {
-            const int64_t qb = nqb - 1 - t / BH, bh = t % BH, b = bh / NH, h = bh % NH;
+            const int64_t bh = t / nqb, qb = nqb - 1 - t % nqb, b = bh / NH, h = bh % NH;
             const real *x = qkv + b * T * 3 * C + h * hs;  // this head's q columns
             const int64_t i0 = qb * BQ, nq = T - i0 < BQ ? T - i0 : BQ;
             FT_FN(forward_block)(out + b * T * C + h * hs, C, lse + bh * T, x, x + C, x + 2 * C,
