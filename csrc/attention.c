@@ -49,9 +49,9 @@
 // Measured (float32, 2 threads, this project's shared 2-core AMD EPYC Zen 3 host, AVX2 clone;
 // benchmarks/bench_attention.py, interleaved with PyTorch 2.13's CPU flash kernel, whose ratio
 // swung with the other tenants' load): forward + backward at (B, NH, T, hs) = (16, 4, 128, 64)
-// 1.7-2.0x faster than torch, (4, 12, 1024, 64) 1.5-1.7x, (1, 12, 4096, 64) 0.95-1.1x (there the
-// forward, ~43 GFLOP/s per core against the backward's ~58, trails torch's MKL blocks by ~10%:
-// the per-block softmax, an exp for each of the BK x BQ scores, is 15-20% of its work).
+// 1.7-2.2x faster than torch, (4, 12, 1024, 64) 1.5-1.7x, (1, 12, 4096, 64) 0.95-1.2x; there the
+// forward (84 GFLOP/s on 2 threads, torch 92) trails torch's MKL blocks: the per-block softmax,
+// an exp for each of the BK x BQ scores, is 15-20% of its work, against ~8% of the backward's.
 //
 // Not here: argument validation (the Python front), dropout, attention masks other than causal,
 // grouped-query heads, a KV cache. The float64 build runs the same code (for gradient checks).
