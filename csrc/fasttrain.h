@@ -168,6 +168,30 @@ double ft_sum_of_squares_f32(const float *x, int64_t n, int nthreads);
 double ft_sum_of_squares_f64(const double *x, int64_t n, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
+// causal (or full) multi-head self-attention, flash-style: blocks of queries against blocks of
+// keys, an online softmax, the (T,T) scores never stored (attention.c)
+//   qkv (B,T,3C): q, k, v the thirds of the last axis, head h their columns [h*hs, (h+1)*hs),
+//   hs = C/NH;  out, dout (B,T,C) the heads side by side;  lse (B,NH,T) log-sum-exp of each
+//   scaled softmax row;  work (nthreads, ft_attention_work(T, hs, backward)) per-thread scratch.
+// Returns 0. Each output element is the same bits for any thread count.
+int64_t ft_attention_work_f32(int64_t T, int64_t hs, int backward);  // reals per thread
+int64_t ft_attention_work_f64(int64_t T, int64_t hs, int backward);
+//   out (B,T,C) =, lse (B,NH,T) =;  scale multiplies q k^T; causal: key j > query i masked
+int ft_attention_forward_f32(float *out, float *lse, float *work, const float *qkv, int64_t B,
+                             int64_t T, int64_t C, int64_t NH, int causal, double scale,
+                             int nthreads);
+int ft_attention_forward_f64(double *out, double *lse, double *work, const double *qkv,
+                             int64_t B, int64_t T, int64_t C, int64_t NH, int causal,
+                             double scale, int nthreads);
+//   dqkv (B,T,3C) =  the gradient w.r.t. qkv, from the forward's out and lse and dout
+int ft_attention_backward_f32(float *dqkv, float *work, const float *qkv, const float *out,
+                              const float *lse, const float *dout, int64_t B, int64_t T,
+                              int64_t C, int64_t NH, int causal, double scale, int nthreads);
+int ft_attention_backward_f64(double *dqkv, double *work, const double *qkv, const double *out,
+                              const double *lse, const double *dout, int64_t B, int64_t T,
+                              int64_t C, int64_t NH, int causal, double scale, int nthreads);
+
+// ----------------------------------------------------------------------------------------------
 // run-time facts for `fasttrain info` and the benchmarks (runtime.c)
 const char *ft_simd_level(void);  // the target_clones variant this CPU runs: "avx512", "avx2", "baseline"
 int ft_openmp_version(void);      // _OPENMP (yyyymm) the library was built with; 0 without OpenMP

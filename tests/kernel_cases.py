@@ -132,6 +132,25 @@ def make_case(kernel: str, rng: np.random.Generator, dtype, n: int, m: int, k: i
     if kernel == "sum_of_squares":
         return Case(kernel, {"x": real(n, m)}, (), lambda b, a, **h: fk.sum_of_squares(
             a["x"], backend=b), hyper)
+    if kernel in ("attention_forward", "attention_backward"):
+        # B = 2 sequences of T = n tokens, 1 + k % 3 heads of m channels; the backward's out and
+        # lse come from the same backend's forward, as in a model
+        hyper.pop("accumulate", None)  # dqkv is overwritten; test_canary offers it to every *_backward
+        hyper = {"causal": True, "scale": None, **hyper}
+        B, T, nh = 2, n, 1 + k % 3
+        C = nh * m
+        if kernel == "attention_forward":
+            arrays = {"qkv": real(B, T, 3 * C), "out": _nan((B, T, C), dtype),
+                      "lse": _nan((B, nh, T), dtype)}
+            return Case(kernel, arrays, ("out", "lse"), lambda b, a, **h: fk.attention_forward(
+                a["qkv"], nh, out=a["out"], lse=a["lse"], backend=b, **h), hyper)
+
+        def backward(b, a, **h):
+            out, lse = fk.attention_forward(a["qkv"], nh, backend=b, **h)
+            return fk.attention_backward(a["qkv"], out, lse, a["dout"], nh, dqkv=a["dqkv"],
+                                         backend=b, **h)
+        arrays = {"qkv": real(B, T, 3 * C), "dout": real(B, T, C), "dqkv": _nan((B, T, 3 * C), dtype)}
+        return Case(kernel, arrays, ("dqkv",), backward, hyper)
     raise KeyError(f"no case for kernel {kernel!r}")
 
 
@@ -140,5 +159,5 @@ missing = set(KERNELS) - {
     "embedding_forward",
     "embedding_bag_forward", "embedding_backward", "embedding_bag_backward", "tanh_forward",
     "gelu_forward", "tanh_backward", "gelu_backward", "adamw_step", "sgd_step", "sum_of_squares",
-    "layernorm_forward", "layernorm_backward"}
+    "layernorm_forward", "layernorm_backward", "attention_forward", "attention_backward"}
 assert not missing, f"kernel_cases.py has no case for {sorted(missing)}: add one"

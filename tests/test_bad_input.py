@@ -108,6 +108,15 @@ def sos_args():
     return dict(x=rand(N, V))
 
 
+def attn_f_args():
+    return dict(qkv=rand(2, N, 3 * 4), n_head=2)
+
+
+def attn_b_args():
+    return dict(qkv=rand(2, N, 3 * 4), out=rand(2, N, 4), lse=rand(2, 2, N), dout=rand(2, N, 4),
+                n_head=2)
+
+
 def call(kernel, args, backend):
     args = dict(args)
     positional = {
@@ -119,7 +128,9 @@ def call(kernel, args, backend):
         "gelu_forward": ("x",), "tanh_backward": ("y", "dy"), "gelu_backward": ("x", "dy"),
         "adamw_step": ("param", "grad", "m", "v"), "sgd_step": ("param", "grad", "buf"),
         "sum_of_squares": ("x",), "layernorm_forward": ("x", "weight", "bias"),
-        "layernorm_backward": ("x", "weight", "mean", "rstd", "dy")}[kernel]
+        "layernorm_backward": ("x", "weight", "mean", "rstd", "dy"),
+        "attention_forward": ("qkv", "n_head"),
+        "attention_backward": ("qkv", "out", "lse", "dout", "n_head")}[kernel]
     pos = [args.pop(name) for name in positional]
     return getattr(fk, kernel)(*pos, backend=backend, **args)
 
@@ -416,6 +427,46 @@ TABLES = {
         ("dweight-read-only", lambda: dict(dweight=read_only(np.zeros(C, F32))), ValueError,
          "dweight is read-only"),
     ]),
+    "attention_forward": (attn_f_args, [
+        ("qkv-None", lambda: dict(qkv=None), TypeError, f"qkv {NOT_ARRAY} NoneType"),
+        ("qkv-float16", lambda: dict(qkv=rand(2, N, 12).astype(np.float16)), TypeError,
+         f"qkv {FLOAT} float16"),
+        ("qkv-2d", lambda: dict(qkv=rand(N, 12)), ValueError, r"qkv must be 3-D \(B, T, 3C\)"),
+        ("qkv-not-3C", lambda: dict(qkv=rand(2, N, 13)), ValueError, "got 13, not divisible by 3"),
+        ("C-not-heads", lambda: dict(n_head=3), ValueError,
+         "C = 4 .* must be a positive multiple of n_head = 3"),
+        ("n-head-negative", lambda: dict(n_head=-2), ValueError,
+         "n_head must be a positive integer, got -2"),
+        ("n-head-bool", lambda: dict(n_head=True), TypeError, "n_head must be an integer, got bool"),
+        ("scale-nan", lambda: dict(scale=float("nan")), ValueError,
+         "scale must be a finite real number, got nan"),
+        ("causal-str", lambda: dict(causal="yes"), TypeError, "causal must be True or False"),
+        ("out-shape", lambda: dict(out=np.zeros((2, N, 12), F32)), ValueError,
+         r"out must have shape \(2, 4, 4\), got \(2, 4, 12\)"),
+        ("out-fortran", lambda: dict(out=np.zeros((2, N, 4), F32, order="F")), ValueError,
+         "out must be C-contiguous"),
+        ("lse-dtype", lambda: dict(lse=np.zeros((2, 2, N), F64)), TypeError,
+         "lse must have dtype float32, got float64"),
+        ("lse-read-only", lambda: dict(lse=read_only(np.zeros((2, 2, N), F32))), ValueError,
+         "lse is read-only"),
+        ("out-overlaps-qkv", lambda: (lambda x: dict(qkv=x[0], out=x[1]))(
+            overlapping((2, N, 12), (2, N, 4))), ValueError, "out overlaps qkv"),
+    ]),
+    "attention_backward": (attn_b_args, [
+        ("dout-None", lambda: dict(dout=None), TypeError, f"dout {NOT_ARRAY} NoneType"),
+        ("dout-shape", lambda: dict(dout=rand(2, N, 5)), ValueError,
+         r"dout must have shape \(2, 4, 4\) to match qkv \(2, 4, 12\) and n_head=2, got \(2, 4, 5\)"),
+        ("lse-shape", lambda: dict(lse=rand(2, N, 2)), ValueError,
+         r"lse must have shape \(2, 2, 4\)"),
+        ("out-dtype", lambda: dict(out=rand(2, N, 4, dtype=F64)), TypeError,
+         r"out must have the dtype of qkv \(float32\), got float64"),
+        ("dqkv-shape", lambda: dict(dqkv=np.zeros((2, N, 4), F32)), ValueError,
+         r"dqkv must have shape \(2, 4, 12\), got \(2, 4, 4\)"),
+        ("dqkv-is-dout", lambda: (lambda p: dict(dout=p[0], dqkv=p[1]))(
+            overlapping((2, N, 4), (2, N, 12))), ValueError, "dqkv overlaps dout"),
+        ("dqkv-strided", lambda: dict(dqkv=np.zeros((2, N, 24), F32)[:, :, ::2]), ValueError,
+         "dqkv must be C-contiguous"),
+    ]),
 }
 
 assert set(TABLES) == set(fk.KERNELS), f"no table for {set(fk.KERNELS) - set(TABLES)}"
@@ -457,6 +508,9 @@ ZERO = [
     ("layernorm_forward", lambda: dict(x=rand(0, C), weight=rand(C), bias=rand(C))),
     ("layernorm_backward", lambda: dict(x=rand(2, 0, C), weight=rand(C), mean=rand(2, 0),
                                         rstd=rand(2, 0), dy=rand(2, 0, C))),
+    ("attention_forward", lambda: dict(qkv=rand(0, N, 12), n_head=2)),
+    ("attention_backward", lambda: dict(qkv=rand(2, 0, 12), out=rand(2, 0, 4), lse=rand(2, 2, 0),
+                                        dout=rand(2, 0, 4), n_head=2)),
 ]
 
 

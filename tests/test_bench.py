@@ -124,7 +124,7 @@ def test_missing_torch_is_reported_not_an_error(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--kernels", "crossentropy,attention"], "unknown kernel 'attention'; choose from "),
+    (["--kernels", "crossentropy,rmsnorm"], "unknown kernel 'rmsnorm'; choose from "),
     (["--kernels", ","], "unknown kernel ','; choose from "),
     (["--backends", "c,jax"], "unknown backend 'jax'; choose from c,numba,numpy,torch"),
     (["--threads", "0"], "expected a positive integer, got '0'"),

@@ -116,6 +116,22 @@ def tolerance(kernel, dtype, case, name):
                      "dbias": n * big(a["dy"]) + big(a["dbias"])}[name]
     elif kernel == "sum_of_squares":  # positive terms: no cancellation, rtol alone suffices
         scale = 0.0
+    elif kernel.startswith("attention"):
+        # S = scale q k^T rounds by ~rtol * sc (sc: hs |q| |k| |scale|), which moves each
+        # probability by as much relatively; out is an average of v rows, lse ~ max S; the
+        # backward's sums run over T rows of products of q, k, v and dout (derived bound, loose)
+        # (hs <= C: bounded with C, the head count not being in the case)
+        x = big(a["qkv"])
+        T, hs = a["qkv"].shape[1], a["qkv"].shape[2] // 3
+        s = abs(case.hyper["scale"]) if case.hyper["scale"] is not None else 1.0
+        sc = s * hs * x * x
+        if name == "lse":
+            scale = 1.0 + sc + np.log(T + 1)
+        elif name == "out":
+            scale = x * (1.0 + sc + T)
+        else:
+            g = big(a["dout"])
+            scale = T * g * (1.0 + x) * (1.0 + s * hs * x * (1.0 + x)) * (1.0 + sc) * hs
     else:  # elementwise: each result from one element
         scale = max(big(v) for v in a.values()) if kernel.endswith("backward") else 1.0
         scale = max(scale, 1.0)
@@ -162,6 +178,8 @@ def examples(draw, kernel):
         hyper = dict(eps=draw(st.sampled_from([1e-5, 0.1, 1.0])))
     elif kernel == "layernorm_backward":
         hyper = dict(accumulate=draw(st.booleans()))
+    elif kernel.startswith("attention"):
+        hyper = dict(causal=draw(st.booleans()), scale=draw(st.sampled_from([None, 0.5, 0.0])))
     elif kernel.endswith("backward") and kernel.startswith(("linear", "embedding")):
         hyper = dict(accumulate=draw(st.booleans()))
     rng = np.random.default_rng(seed)

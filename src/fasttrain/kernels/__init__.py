@@ -3,7 +3,8 @@
 Each public kernel here validates its arguments (see _checks.py for the rules), then runs on the
 backend chosen in _backends.py, the one place where that choice is made.
 
-Shape letters: N rows (N = B*T tokens), V vocabulary, C input channels, OC output channels.
+Shape letters: N rows (N = B*T tokens), V vocabulary, C input channels, OC output channels;
+attention: B sequences of T tokens, n_head heads of hs = C / n_head channels.
 """
 from fasttrain.kernels._backends import (
     BACKENDS,
@@ -20,6 +21,7 @@ from fasttrain.kernels.adamw import (
     sgd_step,
     sum_of_squares,
 )
+from fasttrain.kernels.attention import attention_backward, attention_forward
 from fasttrain.kernels.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.embedding import (
     embedding_backward,
@@ -49,6 +51,8 @@ KERNELS = (
     "gelu_backward",
     "layernorm_forward",
     "layernorm_backward",
+    "attention_forward",
+    "attention_backward",
     "adamw_step",
     "sgd_step",
     "sum_of_squares",

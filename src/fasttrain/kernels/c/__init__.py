@@ -7,6 +7,7 @@ from fasttrain.threads import loading_native_libraries
 
 with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (threads.py: why)
     from fasttrain.kernels.c.adamw import adamw_step, sgd_step, sum_of_squares
+    from fasttrain.kernels.c.attention import attention_backward, attention_forward
     from fasttrain.kernels.c.crossentropy import softmax_cross_entropy
     from fasttrain.kernels.c.embedding import (
         embedding_backward,
@@ -22,6 +23,8 @@ with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (thre
 
 __all__ = [
     "adamw_step",
+    "attention_backward",
+    "attention_forward",
     "embedding_backward",
     "embedding_bag_backward",
     "embedding_bag_forward",

@@ -66,6 +66,22 @@ cdef extern from "fasttrain.h" nogil:
     double ft_sum_of_squares_f32(const float *x, int64_t n, int nthreads)
     double ft_sum_of_squares_f64(const double *x, int64_t n, int nthreads)
 
+    int64_t ft_attention_work_f32(int64_t T, int64_t hs, int backward)
+    int64_t ft_attention_work_f64(int64_t T, int64_t hs, int backward)
+    int ft_attention_forward_f32(float *out, float *lse, float *work, const float *qkv, int64_t B,
+                                 int64_t T, int64_t C, int64_t NH, int causal, double scale,
+                                 int nthreads)
+    int ft_attention_forward_f64(double *out, double *lse, double *work, const double *qkv,
+                                 int64_t B, int64_t T, int64_t C, int64_t NH, int causal,
+                                 double scale, int nthreads)
+    int ft_attention_backward_f32(float *dqkv, float *work, const float *qkv, const float *out,
+                                  const float *lse, const float *dout, int64_t B, int64_t T,
+                                  int64_t C, int64_t NH, int causal, double scale, int nthreads)
+    int ft_attention_backward_f64(double *dqkv, double *work, const double *qkv,
+                                  const double *out, const double *lse, const double *dout,
+                                  int64_t B, int64_t T, int64_t C, int64_t NH, int causal,
+                                  double scale, int nthreads)
+
     const char *ft_simd_level()
     int ft_openmp_version()
     int ft_vector_exp()

@@ -11,6 +11,7 @@ from fasttrain.threads import loading_native_libraries
 
 with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: why)
     from fasttrain.kernels.numba.adamw import adamw_step, sgd_step, sum_of_squares
+    from fasttrain.kernels.numba.attention import attention_backward, attention_forward
     from fasttrain.kernels.numba.crossentropy import softmax_cross_entropy
     from fasttrain.kernels.numba.embedding import (
         embedding_backward,
@@ -26,6 +27,8 @@ with loading_native_libraries():  # scipy's OpenBLAS may load here (threads.py: 
 
 __all__ = [
     "adamw_step",
+    "attention_backward",
+    "attention_forward",
     "embedding_backward",
     "embedding_bag_backward",
     "embedding_bag_forward",

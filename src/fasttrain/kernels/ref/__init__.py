@@ -5,6 +5,7 @@ it is tested against finite differences. Functions take validated arguments (see
 fasttrain.kernels) and write their results into the given output buffers.
 """
 from fasttrain.kernels.ref.adamw import adamw_step, sgd_step, sum_of_squares
+from fasttrain.kernels.ref.attention import attention_backward, attention_forward
 from fasttrain.kernels.ref.crossentropy import softmax_cross_entropy
 from fasttrain.kernels.ref.embedding import (
     embedding_backward,
@@ -20,6 +21,8 @@ from fasttrain.kernels.ref.tanh import tanh_backward, tanh_forward
 
 __all__ = [
     "adamw_step",
+    "attention_backward",
+    "attention_forward",
     "embedding_backward",
     "embedding_bag_backward",
     "embedding_bag_forward",
