@@ -286,7 +286,7 @@ def test_extending_a_finished_run_logs_each_evaluation_once(corpus_file, tmp_pat
 def test_keep_checkpoints_and_sample_from_a_step(corpus_file, tmp_path, capsys):
     from fasttrain.cli import main
     from fasttrain.sample import generate, load_run, training_sample
-    from fasttrain.train import kept_steps
+    from fasttrain.checkpoint import kept_steps
 
     run = tmp_path / "run"
     train(tiny(corpus_file, run, steps=40, keep_checkpoints=True, sample_tokens=30), progress=False)

@@ -17,6 +17,18 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "fasttrain-checkpoint-1"
+CHECKPOINT = "ckpt.safetensors"  # a run directory's last checkpoint
+
+
+def kept_checkpoint(step: int) -> str:
+    """The name of an evaluation step's checkpoint, kept with keep_checkpoints."""
+    return f"ckpt-{step:06d}.safetensors"
+
+
+def kept_steps(run: str | os.PathLike) -> list[int]:
+    """The steps whose checkpoints a run kept, in order."""
+    names = (p.name for p in Path(run).glob("ckpt-*.safetensors"))
+    return sorted(int(n[5:-12]) for n in names if n[5:-12].isdigit())
 
 
 class CheckpointError(ValueError):

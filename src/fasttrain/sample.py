@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fasttrain import checkpoint
+from fasttrain import checkpoint, distributed
+from fasttrain.checkpoint import CHECKPOINT, kept_checkpoint, kept_steps
 from fasttrain.config import TrainConfig
-from fasttrain.data import Corpus, DataError, load_text
+from fasttrain.data import Corpus, DataError, all_windows, load_text
 
 
 # mixed into the sample generator's seed so that its stream is not the one of any other use of
@@ -39,8 +40,6 @@ def training_sample(model, tokenizer, cfg: TrainConfig, step: int) -> str:
 def run_checkpoint(run_dir, step: int | None = None) -> Path:
     """The checkpoint of a run: the last one, or the one of `step` (an evaluation's, kept by
     keep_checkpoints, or the last one if it is at that step)."""
-    from fasttrain.train import CHECKPOINT, kept_checkpoint, kept_steps
-
     run = Path(run_dir)
     if not (run / CHECKPOINT).exists():
         raise checkpoint.CheckpointError(f"{run}: no checkpoint ({CHECKPOINT}) in this folder")
@@ -117,10 +116,21 @@ def generate(model, tokenizer, prompt: str, n_tokens: int, *, temperature: float
     return prompt + tokenizer.decode(generated)
 
 
+def evaluate(model, tokens: np.ndarray, context: int, batch_size: int,
+             world=distributed.SOLO) -> float:
+    """Mean loss over every window of `tokens` (the whole validation split, in order; each
+    rank takes every world.size-th batch of it): the evaluation of `fasttrain train` and
+    `fasttrain eval`."""
+    total, count = 0.0, 0
+    for x, y in world.share(all_windows(tokens, context, batch_size)):
+        total += model.loss(x, y) * len(y)
+        count += len(y)
+    total, count = world.sum(total, count)
+    return total / count
+
+
 def evaluate_text(run_dir, source: str | None = None) -> dict:
     """Loss and perplexity of a run's model on its validation split, or on a text."""
-    from fasttrain.train import evaluate
-
     cfg, model, tokenizer = load_run(run_dir)
     if source is None:
         tokens = Corpus.open(run_dir).val

@@ -22,30 +22,18 @@ import numpy as np
 import fasttrain
 from fasttrain import checkpoint, distributed
 from fasttrain.config import ConfigError, TrainConfig
-from fasttrain.data import Batches, Corpus, all_windows
+from fasttrain.data import Batches, Corpus
 from fasttrain.kernels import clip_coef, sum_of_squares
 from fasttrain.models import MLP
 from fasttrain.optim import SGD, AdamW
-from fasttrain.sample import training_sample
+from fasttrain.checkpoint import CHECKPOINT, kept_checkpoint
+from fasttrain.sample import evaluate, training_sample
 from fasttrain.schedule import learning_rate
 
-CHECKPOINT = "ckpt.safetensors"
 METRICS = "metrics.jsonl"
-REPORT = "report.html"
 # the keys that fix a model's shape and its data: a checkpoint is only valid for the same ones
 MODEL_KEYS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "context", "n_embd",
               "hidden", "activation", "optimizer")
-
-
-def kept_checkpoint(step: int) -> str:
-    """The name of an evaluation step's checkpoint, kept with keep_checkpoints."""
-    return f"ckpt-{step:06d}.safetensors"
-
-
-def kept_steps(run: Path) -> list[int]:
-    """The steps whose checkpoints a run kept, in order."""
-    names = (p.name for p in Path(run).glob("ckpt-*.safetensors"))
-    return sorted(int(n[5:-12]) for n in names if n[5:-12].isdigit())
 
 
 class TrainingError(RuntimeError):
@@ -68,18 +56,6 @@ def build(cfg: TrainConfig, corpus: Corpus):
         opt = SGD(model.arena, lr=cfg.lr, momentum=cfg.beta1, weight_decay=cfg.weight_decay,
                   backend=cfg.backend)
     return model, opt
-
-
-def evaluate(model: MLP, tokens: np.ndarray, context: int, batch_size: int,
-             world=distributed.SOLO) -> float:
-    """Mean loss over every window of `tokens` (the whole validation split, in order; each
-    rank takes every world.size-th batch of it)."""
-    total, count = 0.0, 0
-    for x, y in world.share(all_windows(tokens, context, batch_size)):
-        total += model.loss(x, y) * len(y)
-        count += len(y)
-    total, count = world.sum(total, count)
-    return total / count
 
 
 def save_checkpoint(run: Path, step: int, model, opt, batches: Batches, cfg: TrainConfig,
@@ -352,7 +328,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
 def _write_report(run: Path) -> str | None:
     """report.html, also after an interruption (it shows the steps so far). The checkpoint and
     metrics are safe by now, so a failure here is reported, not raised."""
-    from fasttrain.dynamics.report import write_report
+    from fasttrain.dynamics.report import REPORT, write_report
 
     try:
         return write_report(run)

@@ -22,7 +22,8 @@ def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
     """One run per learning rate from cfg (a TrainConfig: model, batch, data, seed), constant
     rate, no warmup. Returns [{"lr", "losses" (per step), "val_loss", "diverged_at"}]."""
     from fasttrain.data import Batches, Corpus
-    from fasttrain.train import build, evaluate, train_step
+    from fasttrain.sample import evaluate
+    from fasttrain.train import build, train_step
 
     lrs = [float(lr) for lr in lrs]
     if not lrs:

@@ -28,6 +28,8 @@ from fasttrain.dynamics import estimate
 from fasttrain.dynamics import html as pages
 from fasttrain.dynamics.html import finite
 
+REPORT = "report.html"  # in the run directory
+
 THIN = 2000   # at most this many training-loss points on the page
 
 
@@ -171,8 +173,6 @@ def write_report(run_dir, path=None) -> str:
         "<!--SAMPLING-->", html.escape(
             f"prompt {cfg['sample_prompt']!r}, {cfg['sample_tokens']} tokens at temperature "
             f"{cfg['sample_temperature']:g}, seeded by (seed, step)"))
-    from fasttrain.train import REPORT
-
     return pages.write_page(Path(path) if path else run / REPORT,
                             title=f"fasttrain run {run.name}",
                             heading=f"Run {run.name}: from random weights to a language model",
