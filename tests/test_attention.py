@@ -7,7 +7,7 @@ import pytest
 
 import fasttrain
 from fasttrain.kernels import attention_backward, attention_forward
-from conftest import assert_close
+from conftest import assert_close, numeric_gradient
 
 # (B, T, n_head, hs): T = 1; T not a multiple of any block (64 in csrc/attention.c) and past
 # one and two blocks; head size 1 and 128; one head and many; B = 1 and B > 1
@@ -63,13 +63,7 @@ def test_reference_matches_finite_differences(causal):
 
     out, lse = attention_forward(qkv, n_head, backend="numpy", **kw)
     grad = attention_backward(qkv, out, lse, dout, n_head, backend="numpy", **kw)
-    h = 1e-6
-    numeric = np.zeros_like(qkv)
-    for idx in np.ndindex(qkv.shape):
-        plus, minus = qkv.copy(), qkv.copy()
-        plus[idx] += h
-        minus[idx] -= h
-        numeric[idx] = (loss(plus) - loss(minus)) / (2 * h)
+    numeric = numeric_gradient(loss, [qkv], 0)
     assert_close(grad, numeric, rtol=1e-6, atol=1e-9, what="finite differences")
     if causal:  # the first query sees only the first key: its softmax is 1 whatever q is
         assert np.abs(grad[:, 0, :n_head * hs]).max() < 1e-12

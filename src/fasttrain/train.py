@@ -17,8 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 import fasttrain
 from fasttrain import checkpoint, distributed
 from fasttrain.config import ConfigError, TrainConfig

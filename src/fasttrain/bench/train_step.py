@@ -2,8 +2,6 @@
 forward, fused cross-entropy, backward, gradient norm and clipping, AdamW (fasttrain.train).
 torch is the same model in PyTorch eager (fasttrain.models.torch_mlp) with torch.optim.AdamW as
 users get it by default and clip_grad_norm_. Rate: tokens (predicted) per second."""
-import numpy as np
-
 from fasttrain.bench._case import FASTTRAIN_BACKENDS, Case, rng
 
 ORDER = 90
