@@ -31,11 +31,15 @@ class TrainConfig:
     tokenizer: str = _f("bytes", "'bytes' (V = 256) or 'bpe' (trained on the corpus, needs fasttrain[bpe])")
     bpe_vocab_size: int = _f(1024, "vocabulary size when tokenizer = 'bpe'")
     val_fraction: float = _f(0.1, "the last fraction of the corpus, held out for validation")
-    # model: a Bengio-style MLP language model
-    context: int = _f(8, "tokens the model reads to predict the next one")
-    n_embd: int = _f(64, "embedding width per context token")
-    hidden: int = _f(512, "width of the hidden layer")
-    activation: str = _f("tanh", "hidden activation: 'tanh' (Bengio et al. 2003) or 'gelu'")
+    # model: 'mlp', a Bengio-style MLP language model, or 'gpt', the GPT-2 architecture
+    model: str = _f("mlp", "'mlp' (reads `context` tokens, predicts the next) or 'gpt' (GPT-2: predicts each of `block_size` tokens)")
+    context: int = _f(8, "mlp: tokens the model reads to predict the next one")
+    n_embd: int = _f(64, "mlp: embedding width per context token; gpt: the model's width C")
+    hidden: int = _f(512, "mlp: width of the hidden layer")
+    activation: str = _f("tanh", "mlp: hidden activation, 'tanh' (Bengio et al. 2003) or 'gelu'")
+    n_layer: int = _f(4, "gpt: transformer blocks")
+    n_head: int = _f(4, "gpt: attention heads (n_embd must be a multiple)")
+    block_size: int = _f(128, "gpt: the context, tokens per training sequence")
     fused_head: bool = _f(True, "head + loss in one linear_cross_entropy call (False: logits stored)")
     # optimisation
     batch_size: int = _f(1024, "windows per optimizer step (split over grad_accum micro-batches)")
@@ -68,14 +72,15 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values that a type alone cannot; raise ConfigError naming the key."""
-        choices = {"tokenizer": ("bytes", "bpe"), "activation": ("tanh", "gelu"),
+        choices = {"model": ("mlp", "gpt"), "tokenizer": ("bytes", "bpe"), "activation": ("tanh", "gelu"),
                    "schedule": ("cosine", "linear", "constant"), "optimizer": ("adamw", "sgd"),
                    "on_nonfinite": ("stop", "skip"), "backend": ("c", "numba", "numpy")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        positive = ("context", "n_embd", "hidden", "batch_size", "grad_accum", "steps",
-                    "eval_interval", "log_interval", "checkpoint_interval", "bpe_vocab_size")
+        positive = ("context", "n_embd", "hidden", "n_layer", "n_head", "block_size",
+                    "batch_size", "grad_accum", "steps", "eval_interval", "log_interval",
+                    "checkpoint_interval", "bpe_vocab_size")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1; got {getattr(self, key)}")
@@ -85,6 +90,9 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.model == "gpt" and self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be a multiple of n_head "
+                              f"({self.n_head}): each head gets n_embd / n_head channels")
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of "
                               f"grad_accum ({self.grad_accum})")
@@ -92,6 +100,17 @@ class TrainConfig:
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1); got {getattr(self, key)}")
         return self
+
+    @property
+    def window(self) -> int:
+        """Tokens in one training window: the MLP's context, the GPT's block_size."""
+        return self.block_size if self.model == "gpt" else self.context
+
+    @property
+    def targets_per_window(self) -> int:
+        """Tokens predicted (and trained on) per window: the GPT predicts the one after each
+        of its block_size tokens, the MLP only the one after its context."""
+        return self.block_size if self.model == "gpt" else 1
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

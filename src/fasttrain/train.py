@@ -30,8 +30,8 @@ from fasttrain.schedule import learning_rate
 
 METRICS = "metrics.jsonl"
 # the keys that fix a model's shape and its data: a checkpoint is only valid for the same ones
-MODEL_KEYS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "context", "n_embd",
-              "hidden", "activation", "optimizer")
+MODEL_KEYS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction", "model", "context",
+              "n_embd", "hidden", "activation", "n_layer", "n_head", "block_size", "optimizer")
 
 
 class TrainingError(RuntimeError):
