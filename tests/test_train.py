@@ -137,17 +137,17 @@ def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(corpus_file, tmp_path, monkeypatch):
-    import fasttrain.train as train_module
+    from fasttrain.models import MLP
 
     calls = {"n": 0}
-    original = train_module.MLP.forward_backward
+    original = MLP.forward_backward
 
     def poisoned(self, x, y):
         calls["n"] += 1
         loss = original(self, x, y)
         return float("nan") if calls["n"] == 15 else loss
 
-    monkeypatch.setattr(train_module.MLP, "forward_backward", poisoned)
+    monkeypatch.setattr(MLP, "forward_backward", poisoned)
     cfg = tiny(corpus_file, tmp_path / "run", steps=30)
     with pytest.raises(TrainingError, match="step 15: loss nan"):
         train(cfg, progress=False)

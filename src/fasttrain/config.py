@@ -102,6 +102,14 @@ class TrainConfig:
         return self
 
     @property
+    def model_summary(self) -> str:
+        """The model's shape in a few words, for titles and log lines."""
+        if self.model == "gpt":
+            return (f"GPT {self.n_layer} layers x {self.n_embd}, {self.n_head} heads, "
+                    f"block {self.block_size}")
+        return f"MLP context {self.context}, n_embd {self.n_embd}, hidden {self.hidden}"
+
+    @property
     def window(self) -> int:
         """Tokens in one training window: the MLP's context, the GPT's block_size."""
         return self.block_size if self.model == "gpt" else self.context

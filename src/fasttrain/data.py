@@ -175,15 +175,25 @@ class Corpus:
         return cls(train, val, load_tokenizer(meta["tokenizer"], run_dir))
 
 
+IGNORE_INDEX = -100  # a target that counts for nothing: the evaluation's overlap (all_windows)
+
+
 def windows(tokens: np.ndarray, starts: np.ndarray, context: int,
             x_out: np.ndarray, y_out: np.ndarray) -> None:
-    """x_out (B, context) = tokens[s : s + context], y_out (B,) = tokens[s + context]."""
-    x_out[...] = tokens[starts[:, None] + np.arange(context)]  # (B, context)
-    y_out[...] = tokens[starts + context]                      # (B,)
+    """x_out (B, context) = tokens[s : s + context] for each start s, and the targets:
+    y_out (B,) = tokens[s + context], the next token (the MLP), or
+    y_out (B, context) = tokens[s + 1 : s + context + 1], the next token of every position (the
+    GPT), chosen by y_out's shape."""
+    x_out[...] = tokens[starts[:, None] + np.arange(context)]            # (B, context)
+    if y_out.ndim == 2:
+        y_out[...] = tokens[starts[:, None] + np.arange(1, context + 1)]  # (B, context)
+    else:
+        y_out[...] = tokens[starts + context]                            # (B,)
 
 
 class Batches:
-    """Training batches: `context` tokens in, the next token out, from seeded random starts.
+    """Training batches: `context` tokens in, the next token out (sequence=True: the next token
+    of each of the context positions), from seeded random starts.
 
     shard=(rank, size): every rank draws the same `batch_size` starts (the generator advances
     identically everywhere) and keeps the rank-th of `size` equal slices, so the ranks' shares
@@ -191,7 +201,7 @@ class Batches:
     """
 
     def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), sequence: bool = False):
         rank, size = shard
         if batch_size % size:
             raise ValueError(f"a batch of {batch_size} windows does not split evenly over {size} "
@@ -199,8 +209,9 @@ class Batches:
         self.tokens, self.context, self.batch_size = tokens, context, batch_size
         self.rng = np.random.default_rng(seed)
         self.share = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
-        self.x = np.empty((batch_size // size, context), dtype=np.int64)  # (B / size, context)
-        self.y = np.empty(batch_size // size, dtype=np.int64)              # (B / size,)
+        B = batch_size // size
+        self.x = np.empty((B, context), dtype=np.int64)                         # (B, context)
+        self.y = np.empty((B, context) if sequence else B, dtype=np.int64)  # (B, context) or (B,)
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         """The next batch (this rank's share of it), written into buffers owned by this object
@@ -217,12 +228,32 @@ class Batches:
         self.rng.bit_generator.state = state
 
 
-def all_windows(tokens: np.ndarray, context: int, batch_size: int):
-    """Every window of a split, in order, in batches: for an exact validation loss."""
+def all_windows(tokens: np.ndarray, context: int, batch_size: int, sequence: bool = False):
+    """Every target of a split once, in order, in batches of windows: for an exact validation
+    loss. The MLP's windows start at every position (each predicts one token). With sequence=True
+    (the GPT) they start every `context` tokens and each predicts its `context` next tokens; the
+    last window ends at the split's end, and its targets that an earlier window already
+    predicted are IGNORE_INDEX."""
     n = len(tokens) - context
-    for lo in range(0, n, batch_size):
-        starts = np.arange(lo, min(lo + batch_size, n))
-        x = np.empty((len(starts), context), dtype=np.int64)
-        y = np.empty(len(starts), dtype=np.int64)
-        windows(tokens, starts, context, x, y)
+    if not sequence:
+        for lo in range(0, n, batch_size):
+            starts = np.arange(lo, min(lo + batch_size, n))
+            x = np.empty((len(starts), context), dtype=np.int64)
+            y = np.empty(len(starts), dtype=np.int64)
+            windows(tokens, starts, context, x, y)
+            yield x, y
+        return
+    starts = np.arange(0, n, context)                # (W,) windows covering targets 1 .. n
+    covered = starts[-1] + context                   # targets up to this position are predicted
+    tail = None
+    if covered < len(tokens) - 1:                    # one more window, ending at the last token
+        tail = len(tokens) - 1 - context
+        starts = np.append(starts, tail)
+    for lo in range(0, len(starts), batch_size):
+        s = starts[lo:lo + batch_size]
+        x = np.empty((len(s), context), dtype=np.int64)
+        y = np.empty((len(s), context), dtype=np.int64)
+        windows(tokens, s, context, x, y)
+        if tail is not None and lo + len(s) == len(starts):
+            y[-1, :covered - tail] = IGNORE_INDEX   # targets tail+1 .. covered: already counted
         yield x, y

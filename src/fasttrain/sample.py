@@ -16,7 +16,7 @@ import numpy as np
 from fasttrain import checkpoint, distributed
 from fasttrain.checkpoint import CHECKPOINT, kept_checkpoint, kept_steps
 from fasttrain.config import TrainConfig
-from fasttrain.data import Corpus, DataError, all_windows, load_text
+from fasttrain.data import IGNORE_INDEX, Corpus, DataError, all_windows, load_text
 
 
 # mixed into the sample generator's seed so that its stream is not the one of any other use of
@@ -60,15 +60,13 @@ def run_checkpoint(run_dir, step: int | None = None) -> Path:
 def load_run(run_dir, step: int | None = None):
     """(config, model with the checkpoint's weights, tokenizer) of a run directory; the last
     checkpoint, or the one of `step` (see run_checkpoint)."""
-    from fasttrain.models import MLP
+    from fasttrain.models import from_config
 
     run = Path(run_dir)
     path = run_checkpoint(run, step)
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()), str(run))
     corpus = Corpus.open(run)
-    model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
-                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend,
-                fused_head=cfg.fused_head)
+    model = from_config(cfg, corpus.tokenizer.vocab_size)
     arrays, meta = checkpoint.load(path)
     if meta.get("layout") != model.arena.layout():
         raise checkpoint.CheckpointError(f"{path}: written for another model")
@@ -102,18 +100,25 @@ def generate(model, tokenizer, prompt: str, n_tokens: int, *, temperature: float
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     rng = np.random.default_rng(seed)
-    tokens = list(tokenizer.encode(prompt)) if prompt else []
-    # a prompt shorter than the context is padded on the left with newlines, as text starts
-    pad = list(tokenizer.encode("\n")) or [0]
+    decoder, logits = read_prompt(model, tokenizer, prompt)
     generated = []
-    for _ in range(n_tokens):
-        window = (pad * model.T + tokens)[-model.T:]
-        logits = model.forward(np.array([window], dtype=np.int64))[0]
+    for i in range(n_tokens):
         p = next_token_distribution(logits, temperature, top_k)
         token = int(rng.choice(len(p), p=p))
-        tokens.append(token)
         generated.append(token)
+        if i + 1 < n_tokens:
+            logits = decoder.feed([token])
     return prompt + tokenizer.decode(generated)
+
+
+def read_prompt(model, tokenizer, prompt: str):
+    """(the model's decoder after reading the prompt, the (V,) logits of the token after it).
+    Text starts after a newline: the MLP pads a short prompt on the left with newlines, and an
+    empty prompt is a newline to both models."""
+    pad = list(tokenizer.encode("\n")) or [0]
+    decoder = model.decoder(pad[0])
+    tokens = list(tokenizer.encode(prompt)) if prompt else []
+    return decoder, decoder.feed(tokens or pad)
 
 
 def evaluate(model, tokens: np.ndarray, context: int, batch_size: int,
@@ -122,9 +127,10 @@ def evaluate(model, tokens: np.ndarray, context: int, batch_size: int,
     rank takes every world.size-th batch of it): the evaluation of `fasttrain train` and
     `fasttrain eval`."""
     total, count = 0.0, 0
-    for x, y in world.share(all_windows(tokens, context, batch_size)):
-        total += model.loss(x, y) * len(y)
-        count += len(y)
+    for x, y in world.share(all_windows(tokens, context, batch_size, model.sequence)):
+        n = int(np.count_nonzero(y != IGNORE_INDEX))  # targets (the GPT's last window: fewer)
+        total += model.loss(x, y) * n
+        count += n
     total, count = world.sum(total, count)
     return total / count
 
@@ -136,10 +142,10 @@ def evaluate_text(run_dir, source: str | None = None) -> dict:
         tokens = Corpus.open(run_dir).val
     else:
         tokens = tokenizer.encode(load_text(source))
-        if len(tokens) < cfg.context + 1:
-            raise DataError(f"{source}: {len(tokens)} tokens, fewer than context + 1 = "
-                            f"{cfg.context + 1}")
-    loss = evaluate(model, np.asarray(tokens), cfg.context, cfg.batch_size)
+        if len(tokens) < cfg.window + 1:
+            raise DataError(f"{source}: {len(tokens)} tokens, fewer than the window + 1 = "
+                            f"{cfg.window + 1}")
+    loss = evaluate(model, np.asarray(tokens), cfg.window, cfg.batch_size // cfg.grad_accum)
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": int(len(tokens)),
             "source": source or "validation split"}
 

@@ -22,7 +22,7 @@ from fasttrain import checkpoint, distributed
 from fasttrain.config import ConfigError, TrainConfig
 from fasttrain.data import Batches, Corpus
 from fasttrain.kernels import clip_coef, sum_of_squares
-from fasttrain.models import MLP
+from fasttrain.models import from_config
 from fasttrain.optim import SGD, AdamW
 from fasttrain.checkpoint import CHECKPOINT, kept_checkpoint
 from fasttrain.sample import evaluate, training_sample
@@ -43,9 +43,7 @@ class TrainingError(RuntimeError):
 
 def build(cfg: TrainConfig, corpus: Corpus):
     """The model (initialised from cfg.seed) and its optimizer."""
-    model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
-                hidden=cfg.hidden, activation=cfg.activation, backend=cfg.backend,
-                fused_head=cfg.fused_head)
+    model = from_config(cfg, corpus.tokenizer.vocab_size)
     model.init(cfg.seed)
     if cfg.optimizer == "adamw":
         opt = AdamW(model.arena, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
@@ -237,10 +235,10 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
     # 1. data: tokenised once into the run directory, memory-mapped from there
     with world.rank0_first():
         corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size,
-                                cfg.val_fraction, cfg.context)
+                                cfg.val_fraction, cfg.window)
     micro_batch = cfg.batch_size // cfg.grad_accum
-    batches = Batches(corpus.train, cfg.context, micro_batch, seed=cfg.seed + 1,
-                      shard=(world.rank, world.size))
+    batches = Batches(corpus.train, cfg.window, micro_batch, seed=cfg.seed + 1,
+                      shard=(world.rank, world.size), sequence=cfg.model == "gpt")
 
     # 2. model and optimizer, or their state at the last checkpoint (rank 0's, broadcast)
     model, opt = build(cfg, corpus)
@@ -251,7 +249,8 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
     if world.is_root:
         cfg.save(run / "config.json")
     log = _Log(run, cfg, start, progress) if world.is_root else _Quiet()
-    log.note(f"fasttrain: {model.num_params:,} parameters, {len(corpus.train):,} train / "
+    log.note(f"fasttrain: {cfg.model_summary}: {model.num_params:,} parameters, "
+             f"{len(corpus.train):,} train / "
              f"{len(corpus.val):,} val tokens, backend {cfg.backend}, "
              f"{fasttrain.get_num_threads()} threads"
              + (f" on each of {world.size} ranks" if world.size > 1 else "")
@@ -260,7 +259,7 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
     def evaluate_and_sample(step: int) -> float:
         """Validation loss, the step's sample (rank 0, its own RNG: see sample.py), the log
         line, and with keep_checkpoints the step's checkpoint."""
-        val_loss = evaluate(model, corpus.val, cfg.context, micro_batch, world)
+        val_loss = evaluate(model, corpus.val, cfg.window, micro_batch, world)
         text = None
         if cfg.sample_tokens and world.is_root:
             text = training_sample(model, corpus.tokenizer, cfg, step)
@@ -296,8 +295,9 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
                     continue
 
                 step += 1
-                tokens += cfg.batch_size
-                log.step(step, loss, lr, norm, cfg.batch_size / (time.perf_counter() - t0))
+                tokens += cfg.batch_size * cfg.targets_per_window
+                log.step(step, loss, lr, norm, cfg.batch_size * cfg.targets_per_window
+                         / (time.perf_counter() - t0))
                 if step % cfg.checkpoint_interval == 0:
                     log.flush()
                     save_checkpoint(run, step, model, opt, batches, cfg, {}, world)

@@ -62,7 +62,7 @@ def _lr_sweep(args, rest) -> int:
     results = sweep(args.lrs, args.steps, cfg, args.out)
     print(format_table(results))
     title = (f"learning-rate sweep: {args.steps} steps at constant lr, {cfg.optimizer}, "
-             f"batch {cfg.batch_size}, hidden {cfg.hidden}")
+             f"batch {cfg.batch_size}, {cfg.model_summary}")
     path = plot(results, Path(args.out) / "lr_sweep.png", title)
     page = write_page(results, Path(args.out) / "lr_sweep.html", title)
     print(f"wrote {path}, {page}")

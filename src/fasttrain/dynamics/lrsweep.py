@@ -38,12 +38,13 @@ def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus = Corpus.prepare(out, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size, cfg.val_fraction,
-                            cfg.context)
+                            cfg.window)
     micro = cfg.batch_size // cfg.grad_accum
     results = []
     for lr in lrs:
         model, opt = build(cfg, corpus)                      # the same initial weights each time
-        batches = Batches(corpus.train, cfg.context, micro, seed=cfg.seed + 1)  # same batches
+        batches = Batches(corpus.train, cfg.window, micro, seed=cfg.seed + 1,  # same batches
+                          sequence=model.sequence)
         losses, diverged_at = [], None
         for step in range(1, steps + 1):
             loss, norm = train_step(model, opt, (batches.next() for _ in range(cfg.grad_accum)),
@@ -52,7 +53,7 @@ def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 diverged_at = step
                 break
-        val = evaluate(model, corpus.val, cfg.context, micro) if diverged_at is None else math.nan
+        val = evaluate(model, corpus.val, cfg.window, micro) if diverged_at is None else math.nan
         results.append({"lr": lr, "losses": losses, "val_loss": val, "diverged_at": diverged_at})
         log(f"lr {lr:g}: " + (f"diverged at step {diverged_at}" if diverged_at else
                               f"train loss {final_train_loss(losses):.3f}, val loss {val:.3f}"))

@@ -45,14 +45,13 @@ def thin(values: np.ndarray, n: int = THIN) -> np.ndarray:
 def _model_size(run: Path, cfg: TrainConfig) -> tuple[int | None, int | None]:
     """(parameters, training tokens) of a run; None where its files do not tell."""
     from fasttrain.data import Corpus
-    from fasttrain.models import MLP
+    from fasttrain.models import from_config
 
     try:
         corpus = Corpus.open(run)
     except Exception:  # noqa: BLE001 - a page without the counts beats no page
         return None, None
-    model = MLP(vocab_size=corpus.tokenizer.vocab_size, context=cfg.context, n_embd=cfg.n_embd,
-                hidden=cfg.hidden, activation=cfg.activation, backend="numpy")
+    model = from_config(cfg.override({"backend": "numpy"}, "report"), corpus.tokenizer.vocab_size)
     return model.num_params, len(corpus.train)
 
 

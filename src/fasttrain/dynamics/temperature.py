@@ -12,7 +12,7 @@ import numpy as np
 
 def distributions(run_dir, prompt: str, temperatures, top: int = 5) -> dict:
     """{"prompt", "temperatures": [{"t", "entropy", "top": [(token text, p), ...]}]}."""
-    from fasttrain.sample import load_run, next_token_distribution
+    from fasttrain.sample import load_run, next_token_distribution, read_prompt
 
     temperatures = [float(t) for t in temperatures]
     if not temperatures:
@@ -23,11 +23,7 @@ def distributions(run_dir, prompt: str, temperatures, top: int = 5) -> dict:
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
     _, model, tokenizer = load_run(run_dir)
-    tokens = list(tokenizer.encode(prompt)) if prompt else []
-    # the window sample.generate feeds the model: a short prompt padded on the left with newlines
-    pad = list(tokenizer.encode("\n")) or [0]
-    window = (pad * model.T + tokens)[-model.T:]
-    logits = model.forward(np.array([window], dtype=np.int64))[0]   # (V,)
+    _, logits = read_prompt(model, tokenizer, prompt)               # (V,), as sample reads it
     out = []
     for t in temperatures:
         p = next_token_distribution(logits, t, None)                 # (V,) float64

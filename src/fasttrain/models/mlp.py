@@ -59,6 +59,8 @@ class _Tables:
 
 
 class MLP:
+    sequence = False  # y holds the next token of each window only: x (B, T) -> y (B,)
+
     def __init__(self, *, vocab_size: int, context: int, n_embd: int, hidden: int,
                  activation: str = "tanh", backend: str | None = None,
                  first_layer: str = "auto", fused_head: bool = True):
@@ -197,3 +199,23 @@ class MLP:
         dW1 = a.grad("fc.weight").reshape(H, T, E)
         dW1 += tb.dW1T.reshape(T, H, E).transpose(1, 0, 2)
         a.grad("fc.bias")[...] += np.sum(dpre, axis=0, out=tb.db)
+
+    # ------------------------------------------------------------------------------------------
+    # generation
+
+    def decoder(self, pad: int = 0) -> "WindowDecoder":
+        """Generation: the model reads the last T tokens, a short text padded on the left with
+        `pad` (sample.py pads with a newline, as text starts)."""
+        return WindowDecoder(self, pad)
+
+
+class WindowDecoder:
+    """feed(tokens) appends tokens and returns the (V,) logits of the next one: one forward over
+    the window of the last T tokens (the MLP has no state to carry between steps)."""
+
+    def __init__(self, model: MLP, pad: int):
+        self.model, self.window = model, [int(pad)] * model.T
+
+    def feed(self, tokens) -> np.ndarray:
+        self.window = (self.window + [int(t) for t in tokens])[-self.model.T:]
+        return self.model.forward(np.array([self.window], dtype=np.int64))[0]
