@@ -194,6 +194,21 @@ def test_two_ranks_match_one_with_sgd_and_gradient_accumulation(corpus_file, tmp
 
 
 @needs_mpi
+def test_two_ranks_train_the_gpt_as_one(corpus_file, tmp_path):
+    # the GPT's batches are (B, T) sequences: each rank takes half of the sequences
+    kw = dict(model="gpt", n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=8,
+              sample_tokens=0)
+    train(TrainConfig(**tiny(corpus_file, tmp_path / "one", **kw)), progress=False)
+    proc, _ = mpirun(2, {"config": tiny(corpus_file, tmp_path / "two", **kw)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_close(params(tmp_path / "two")[0], params(tmp_path / "one")[0], rtol=0, atol=ATOL,
+                 what="GPT parameters, 2 ranks vs 1")
+    assert_close([r["loss"] for r in metrics(tmp_path / "two")],
+                 [r["loss"] for r in metrics(tmp_path / "one")], rtol=1e-5, atol=0,
+                 what="GPT losses, 2 ranks vs 1")
+
+
+@needs_mpi
 def test_a_batch_that_does_not_split_over_the_ranks_stops_every_rank(corpus_file, tmp_path):
     proc, seconds = mpirun(2, {"config": tiny(corpus_file, tmp_path / "run", batch_size=63,
                                               grad_accum=1)}, timeout=120)

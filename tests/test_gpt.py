@@ -290,3 +290,22 @@ def test_a_checkpoint_of_another_shape_is_refused(corpus_file, tmp_path):
                          None, resume=True)
     with pytest.raises(checkpoint.CheckpointError, match="n_layer=2"):
         train(cfg, resume=True, progress=False)
+
+
+def test_temperature_and_lr_sweep_take_the_gpt(corpus_file, tmp_path):
+    from fasttrain.dynamics.lrsweep import sweep
+    from fasttrain.dynamics.temperature import distributions
+    from fasttrain.sample import load_run, read_prompt
+
+    train(tiny(corpus_file, tmp_path / "run", steps=20), progress=False)
+    r = distributions(tmp_path / "run", "The ", [0.5, 1.0, 2.0])
+    entropies = [d["entropy"] for d in r["temperatures"]]
+    assert entropies == sorted(entropies) and r["vocab_size"] == 256
+    _, model, tok = load_run(tmp_path / "run")
+    _, logits = read_prompt(model, tok, "The ")
+    assert_close(logits, model.logits(np.array([list(tok.encode("The "))]))[0, -1],
+                 rtol=1e-5, atol=1e-5, what="the prompt's logits")
+    results = sweep([1e-3, 3.0], 15, tiny(corpus_file, tmp_path / "sweep"), tmp_path / "sweep",
+                    log=lambda msg: None)
+    assert math.isfinite(results[0]["val_loss"]) and results[0]["losses"][-1] < math.log(256)
+    assert results[1]["diverged_at"] is not None or results[1]["val_loss"] > results[0]["val_loss"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.linalg.blas import get_blas_funcs
 
 from fasttrain import kernels as K
 from fasttrain.arena import Arena
@@ -297,6 +298,9 @@ class Decoder:
         self.v = np.zeros_like(self.k)                                  # (L, n_head, T, hs)
         self.tokens: list[int] = []  # the tokens in the cache, in order
         self.scale = 1.0 / math.sqrt(hs)
+        gemv = get_blas_funcs("gemv", dtype=m.dtype)
+        # W (OC, C) C-ordered is W.T (C, OC) Fortran-ordered: BLAS reads it in place, trans=1
+        self._gemv = lambda W, x, b: gemv(1.0, W.T, x, beta=1.0, y=b, trans=1)  # W @ x + b
 
     def feed(self, tokens) -> np.ndarray:
         """Append tokens (at least one); return the (V,) logits of the token after them."""
@@ -325,31 +329,47 @@ class Decoder:
         return K.linear_forward(buf.lnf[T - 1:T], m.arena["wte.weight"], backend=m.backend)[0]
 
     def _step(self, token: int) -> np.ndarray:
-        """One token at position t = len(self.tokens): one row through every layer."""
-        m, a, be, C = self.m, self.m.arena, self.m.backend, self.m.C
+        """One token at position t = len(self.tokens): one row through every layer.
+
+        At one row the work is a few matrix-vector products, and a BLAS GEMV beats a GEMM call:
+        linear_forward at (1, 256) x (1024, 256) takes ~200 us in OpenBLAS's sgemm, which packs
+        W first, against ~35 us in its sgemv. So this row runs on the GEMV of the same BLAS as
+        the kernels' GEMMs (scipy's: a second BLAS, numpy's, would bring a second thread pool
+        to spin against the first) and numpy, with the kernels' formulas (layernorm's
+        statistics in float64, GELU's tanh form); _prefill runs the kernels, and the tests hold
+        the two to 1e-5."""
+        m, a, C = self.m, self.m.arena, self.m.C
+        mv = self._gemv
         t, H, hs = len(self.tokens), m.n_head, C // m.n_head
-        x = (a["wte.weight"][token] + a["wpe.weight"][t])[None, :]    # (1, C)
+        x = a["wte.weight"][token] + a["wpe.weight"][t]                # (C,)
         for l in range(m.L):
             p = f"h.{l}."
-            h, _, _ = K.layernorm_forward(x, a[p + "ln_1.weight"], a[p + "ln_1.bias"],
-                                          eps=m.eps, backend=be)
-            qkv = K.linear_forward(h, a[p + "attn.c_attn.weight"], a[p + "attn.c_attn.bias"],
-                                   backend=be)[0]                      # (3C,)
+            h = _layernorm(x, a[p + "ln_1.weight"], a[p + "ln_1.bias"], m.eps)
+            qkv = mv(a[p + "attn.c_attn.weight"], h, a[p + "attn.c_attn.bias"])  # (3C,)
             self.k[l, :, t] = qkv[C:2 * C].reshape(H, hs)
             self.v[l, :, t] = qkv[2 * C:].reshape(H, hs)
             q = qkv[:C].reshape(H, 1, hs)                              # (H, 1, hs)
             s = (q @ self.k[l, :, :t + 1].transpose(0, 2, 1))[:, 0] * self.scale  # (H, t+1)
             s = np.exp(s - s.max(axis=1, keepdims=True))
             s /= s.sum(axis=1, keepdims=True)
-            att = (s[:, None, :] @ self.v[l, :, :t + 1]).reshape(1, C)  # (1, C)
-            x = x + K.linear_forward(att.astype(m.dtype), a[p + "attn.c_proj.weight"],
-                                     a[p + "attn.c_proj.bias"], backend=be)
-            h, _, _ = K.layernorm_forward(x, a[p + "ln_2.weight"], a[p + "ln_2.bias"],
-                                          eps=m.eps, backend=be)
-            f = K.gelu_forward(K.linear_forward(h, a[p + "mlp.c_fc.weight"],
-                                                a[p + "mlp.c_fc.bias"], backend=be), backend=be)
-            x = x + K.linear_forward(f, a[p + "mlp.c_proj.weight"], a[p + "mlp.c_proj.bias"],
-                                     backend=be)
-        h, _, _ = K.layernorm_forward(x, a["ln_f.weight"], a["ln_f.bias"], eps=m.eps, backend=be)
+            att = (s[:, None, :] @ self.v[l, :, :t + 1]).reshape(C)   # (C,) heads concatenated
+            x = x + mv(a[p + "attn.c_proj.weight"], att, a[p + "attn.c_proj.bias"])
+            h = _layernorm(x, a[p + "ln_2.weight"], a[p + "ln_2.bias"], m.eps)
+            f = _gelu(mv(a[p + "mlp.c_fc.weight"], h, a[p + "mlp.c_fc.bias"]))  # (4C,)
+            x = x + mv(a[p + "mlp.c_proj.weight"], f, a[p + "mlp.c_proj.bias"])
+        h = _layernorm(x, a["ln_f.weight"], a["ln_f.bias"], m.eps)
         self.tokens.append(token)
-        return K.linear_forward(h, a["wte.weight"], backend=be)[0]
+        return mv(a["wte.weight"], h, np.zeros(m.V, m.dtype))         # (V,)
+
+
+def _layernorm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """One row (C,), as layernorm_forward computes it: statistics in float64, rounded once."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean()
+    rstd = 1.0 / math.sqrt(((x64 - mean) ** 2).mean() + eps)
+    return ((x64 - mean) * rstd * w + b).astype(x.dtype)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh form (as gelu_forward)."""
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi).astype(x.dtype) * (x + 0.044715 * x ** 3)))
