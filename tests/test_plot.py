@@ -106,7 +106,8 @@ def test_run_plot_shows_train_beside_validation(tmp_path, monkeypatch, epoch):
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig),
                                                                   original(fig, *a, **k)))
     path = fasttrain.plot.plot_run(tmp_path / "run")
-    assert path == str(tmp_path / "run" / "loss.png") and (tmp_path / "run" / "loss.png").stat().st_size
+    png = tmp_path / "run" / "loss.png"
+    assert path == str(png) and png.stat().st_size > 0
     ax_loss = saved[0].axes[0]
     labels = [line.get_label() for line in ax_loss.get_lines()]
     assert labels == ["train (batch)", "train (mean of 3 steps)", "validation"]
