@@ -179,6 +179,9 @@ def test_two_ranks_give_the_parameters_of_one(reference, corpus_file):
     assert [(r["step"], r["split"]) for r in m2] == [(r["step"], r["split"]) for r in m1]
     assert_close([r["loss"] for r in m2], [r["loss"] for r in m1], rtol=1e-5, atol=0,
                  what="logged losses")
+    # the epoch counts the global batch's tokens: the same on 2 ranks as on 1
+    assert [r.get("epoch") for r in m2] == [r.get("epoch") for r in m1]
+    assert m1[1]["epoch"] == m1[1]["step"] * cfg.batch_size / len(Corpus.open(one).train)
     assert proc.stdout.count("val loss") == 2, "only rank 0 prints"
 
 

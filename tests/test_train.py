@@ -29,6 +29,29 @@ def val_losses(run_dir):
     return [json.loads(l)["loss"] for l in lines if json.loads(l)["split"] == "val"]
 
 
+def train_epochs(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["epoch"]) for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def test_stdlib_run_logs_the_epoch(tmp_path, capsys):
+    """--data=stdlib trains (in seconds: the corpus is read and tokenised once); each training
+    record and progress line carries the epoch, tokens seen / tokens of the train split."""
+    from fasttrain.data import Corpus
+
+    cfg = tiny("stdlib", tmp_path / "run", steps=6, batch_size=32, val_fraction=0.01,
+               eval_interval=6, log_interval=3, sample_tokens=0)
+    summary = train(cfg, progress=False)
+    assert math.isfinite(summary["val_loss"])
+    meta = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert meta["source"] == "stdlib" and meta["train_files"] > meta["val_files"] > 0
+    n_train = len(Corpus.open(tmp_path / "run").train)
+    assert n_train > 5_000_000
+    assert train_epochs(tmp_path / "run") == [(s, s * 32 / n_train) for s in range(1, 7)]
+    out = capsys.readouterr().out
+    assert f"| epoch {3 * 32 / n_train:.3g}" in out and f"| epoch {6 * 32 / n_train:.3g}" in out
+
+
 def test_loss_falls(corpus_file, tmp_path):
     summary = train(tiny(corpus_file, tmp_path / "run", steps=150), progress=False)
     losses = val_losses(tmp_path / "run")
@@ -134,6 +157,8 @@ def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
     steps = [json.loads(l)["step"] for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
              if json.loads(l)["split"] == "train"]
     assert steps == list(range(1, 31))  # each step logged once, across the interruption
+    # the epoch is counted on from the step, not restarted by the resume
+    assert train_epochs(tmp_path / "cut") == train_epochs(tmp_path / "full")
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(corpus_file, tmp_path, monkeypatch):

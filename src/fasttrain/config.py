@@ -27,10 +27,10 @@ def _f(default, help):
 @dataclass
 class TrainConfig:
     # data
-    data: str = _f("builtin", "corpus: 'builtin' (the Python language reference), a file, or a folder")
+    data: str = _f("builtin", "corpus: 'builtin' (the Python language reference, 465 KB), 'stdlib' (the standard library's source, 10 MB, split by file), a file, or a folder")
     tokenizer: str = _f("bytes", "'bytes' (V = 256) or 'bpe' (trained on the corpus, needs fasttrain[bpe])")
     bpe_vocab_size: int = _f(1024, "vocabulary size when tokenizer = 'bpe'")
-    val_fraction: float = _f(0.1, "the last fraction of the corpus, held out for validation")
+    val_fraction: float = _f(0.1, "the share held out for validation: the corpus's last tokens (stdlib: whole files)")
     # model: 'mlp', a Bengio-style MLP language model, or 'gpt', the GPT-2 architecture
     model: str = _f("mlp", "'mlp' (reads `context` tokens, predicts the next) or 'gpt' (GPT-2: predicts each of `block_size` tokens)")
     context: int = _f(8, "mlp: tokens the model reads to predict the next one")

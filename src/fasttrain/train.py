@@ -174,15 +174,19 @@ class _Log:
     def write(self, **record) -> None:
         self.file.write(json.dumps(record) + "\n")
 
-    def step(self, step: int, loss: float, lr: float, norm: float, tok_s: float) -> None:
-        self.write(step=step, split="train", loss=loss, lr=lr, grad_norm=norm, tokens_per_s=tok_s)
+    def step(self, step: int, loss: float, lr: float, norm: float, tok_s: float,
+             epoch: float) -> None:
+        """epoch: training tokens seen after `step` over the tokens of the train split."""
+        self.write(step=step, split="train", loss=loss, lr=lr, grad_norm=norm, tokens_per_s=tok_s,
+                   epoch=epoch)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s / 1e3:.1f}k",
-                                 refresh=False)
+                                 epoch=f"{epoch:.3g}", refresh=False)
         elif step % self.cfg.log_interval == 0 or step == self.cfg.steps:
             print(f"step {step:>6d}/{self.cfg.steps} | loss {loss:.4f} | lr {lr:.2e} | "
-                  f"grad norm {norm:.3f} | {tok_s / 1e3:.1f}k tok/s", flush=True)
+                  f"grad norm {norm:.3f} | {tok_s / 1e3:.1f}k tok/s | epoch {epoch:.3g}",
+                  flush=True)
 
     def eval(self, step: int, val_loss: float, sample: str | None = None) -> None:
         ppl = math.exp(val_loss)
@@ -295,9 +299,12 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
                     continue
 
                 step += 1
-                tokens += cfg.batch_size * cfg.targets_per_window
-                log.step(step, loss, lr, norm, cfg.batch_size * cfg.targets_per_window
-                         / (time.perf_counter() - t0))
+                per_step = cfg.batch_size * cfg.targets_per_window  # tokens trained on
+                tokens += per_step
+                # from the step, so a resumed run counts on: every step reads batch_size windows
+                # (the global batch, over all ranks) of targets_per_window tokens each
+                epoch = step * per_step / len(corpus.train)
+                log.step(step, loss, lr, norm, per_step / (time.perf_counter() - t0), epoch)
                 if step % cfg.checkpoint_interval == 0:
                     log.flush()
                     save_checkpoint(run, step, model, opt, batches, cfg, {}, world)

@@ -68,7 +68,8 @@ def report_data(run_dir) -> dict:
     steps = np.array([r["step"] for r in train], dtype=np.float64)
     tok_s = [r["tokens_per_s"] for r in train if r.get("tokens_per_s")]
     last = max([r["step"] for r in train + val], default=0)
-    tokens = last * cfg.batch_size
+    tokens_per_step = cfg.batch_size * cfg.targets_per_window  # the global batch's targets
+    tokens = last * tokens_per_step
     compute = None
     if params:
         flops = estimate.training_flops(params, tokens)
@@ -83,7 +84,7 @@ def report_data(run_dir) -> dict:
         "defaults": TrainConfig().to_dict(),
         "params": params,
         "train_tokens": train_tokens,
-        "batch_size": cfg.batch_size,
+        "tokens_per_step": tokens_per_step,
         "last_step": last,
         "tokens": tokens,
         "tokens_per_s": median(tok_s) if tok_s else None,
@@ -252,8 +253,8 @@ const $ = id => document.getElementById(id);
 
 // x in the chosen unit for a step
 function xOf(step) {
-  if (state.xaxis === "tokens") return step * DATA.batch_size;
-  if (state.xaxis === "epochs") return step * DATA.batch_size / DATA.train_tokens;
+  if (state.xaxis === "tokens") return step * DATA.tokens_per_step;
+  if (state.xaxis === "epochs") return step * DATA.tokens_per_step / DATA.train_tokens;
   return step;
 }
 const XLABEL = {step: "step", tokens: "tokens seen", epochs: "epochs"};
