@@ -6,6 +6,8 @@ under pytest-benchmark. extra_info: tokens/s (predicted tokens per second: the b
 Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (see BENCHMARKING.md):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/bench_train_step.py
 or, interleaved with its peers: fasttrain bench --kernels train_step,gpt_step
+The MLP's numba contender starts Numba's threading layer, after which PyTorch's attention runs
+several times slower in the same process: time the GPT alone with -k gpt_step.
 """
 import pytest
 
