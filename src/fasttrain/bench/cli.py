@@ -175,7 +175,8 @@ def add_arguments(p) -> None:
     p.add_argument("--shapes", metavar="S,...",
                    help="these shapes instead of the run's, for one kernel: as the table writes "
                    "them with x between the sizes (crossentropy 4096x256, linear 64x64x64, "
-                   "embedding 256x64x8192 for V x E x N, adamw 1M or 100M)")
+                   "embedding 256x64x8192 for V x E x N, adamw 1M or 100M, gpt_step "
+                   "'L12 H12 C768 T64 B4 V50304' or 12x12x768x64x4x50304)")
     p.add_argument("--rounds", type=_positive_int, default=None,
                    help="interleaved rounds (default 5; 3 with --quick)")
     p.add_argument("--memory", action="store_true",
