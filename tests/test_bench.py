@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from fasttrain import bench
+from fasttrain.bench import gpt_step
 from fasttrain.cli import main
 
 ROW_FIELDS = {"kernel", "op", "shape", "backend", "median_s", "min_s", "max_s", "times_s",
@@ -45,13 +46,23 @@ def test_tiny_run_writes_the_documented_json(tiny_run):
             assert r["vs_numpy"] == 1.0  # a ratio of each round's time to itself
         if r["limit"] == "bandwidth":
             assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["bandwidth_gbps"])
-        if r["limit"] == "gemm":
+        if r["limit"] == "gemm" and r["rate_unit"] == "GFLOP/s":
             assert r["of_limit"] == pytest.approx(r["rate"] / result["limits"]["gemm_gflops"])
     c_ce = next(r for r in result["results"]
                 if r["kernel"] == "crossentropy" and r["backend"] == "c")
     assert c_ce["rate_unit"] == "GB/s" and c_ce["limit"] == "bandwidth"
     step = next(r for r in result["results"] if r["kernel"] == "train_step" and r["backend"] == "c")
     assert step["rate_unit"] == "tokens/s" and step["of_limit"] is None
+    # the GPT's step: tokens/s, and its model FLOPs as a share of the GEMM rate (MFU)
+    gpt = {r["backend"]: r for r in result["results"] if r["kernel"] == "gpt_step"}
+    assert set(gpt) == {"c", "numpy", "torch", "torch compile"}  # compile ran, or failed says why
+    (shape,) = gpt_step.TINY
+    L, H, C, T, B, V = shape
+    for r in gpt.values():
+        assert r["shape"] == "L1 H2 C32 T16 B2 V64" and r["rate_unit"] == "tokens/s"
+        assert r["rate"] == pytest.approx(B * T / r["median_s"])
+        assert r["limit"] == "gemm" and r["of_limit"] == pytest.approx(
+            gpt_step.flops(*shape) / r["median_s"] / 1e9 / result["limits"]["gemm_gflops"])
 
 
 def test_tiny_run_prints_one_table_with_every_backend(tiny_run, torch):
@@ -272,3 +283,78 @@ def test_a_self_timed_case_gives_its_own_figures():
     assert calls == ["1x1", "2x1"] * 3  # interleaved, no warm-up call
     assert "distributed" in bench.parse_kernels("distributed")
     assert "distributed" not in bench.KERNEL_NAMES  # only when named: minutes of subprocesses
+
+
+def test_gpt_step_flops_count_every_weight_once():
+    """gpt_step's FLOPs: 6 per weight and token for the model's non-embedding parameters and
+    the tied head (V x C), plus causal attention, from the model's own parameter count."""
+    from fasttrain.models.gpt import GPT
+
+    for L, H, C, T, B, V in (*gpt_step.SHAPES, *gpt_step.TINY):
+        model = GPT(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
+        non_embedding = model.num_params - V * C - T * C  # less wte and wpe
+        assert gpt_step.flops(L, H, C, T, B, V) == (6 * (non_embedding + V * C) * B * T
+                                                    + 12 * L * B * T * T * C // 2)
+
+
+def test_gpt_step_shapes_read_as_the_table_writes_them():
+    for shape in (*gpt_step.SHAPES, *gpt_step.TINY):
+        assert gpt_step.parse_shape(gpt_step.label(shape)) == shape
+        assert gpt_step.parse_shape("x".join(map(str, shape))) == shape
+    assert bench.parse_kernels("gpt") == ["gpt_step"]
+    for bad in ("L4 H3 C256 T128 B16 V256", "4x4x256", "L4 H4 C256 T128 B16 X256", "0x1x1x1x1x1"):
+        with pytest.raises(ValueError, match="a gpt_step shape is"):
+            gpt_step.parse_shape(bad)
+
+
+def test_gpt_step_memory_is_measured_per_contender():
+    result = bench.run(["gpt_step"], mode="tiny", progress=False, log=lambda s: None,
+                       backends=["c", "torch"], rounds=1, memory=True)
+    rows = {r["backend"]: r for r in result["results"]}
+    assert {"c", "torch", "torch compile"} <= set(rows) and result["failed"] == {}
+    assert all(r["extra_mb"] is not None and r["traced_mb"] is not None for r in rows.values())
+
+
+def test_profile_times_every_kernel_call_of_a_gpt_step():
+    """--profile's rows: each kernel the step calls, as often as the GPT calls it (a kernel
+    inside another counts once, as its caller), and 'other'; together the step."""
+    import fasttrain.kernels as K
+    import fasttrain.optim
+    import fasttrain.train
+    from fasttrain.bench import profile
+
+    originals = {name: getattr(K, name) for name in K.KERNELS}
+    (shape,) = gpt_step.TINY
+    L = shape[0]
+    result = profile.profile(shape, steps=2, gemm_n=128)
+    rows = {r["kernel"]: r for r in result["rows"]}
+    assert {k: r["calls"] for k, r in rows.items() if k != "other"} == {
+        "embedding_forward": 1, "layernorm_forward": 2 * L + 1, "linear_forward": 4 * L,
+        "attention_forward": L, "gelu_forward": L, "linear_cross_entropy": 1,
+        "layernorm_backward": 2 * L + 1, "linear_backward": 4 * L, "gelu_backward": L,
+        "attention_backward": L, "embedding_backward": 1, "sum_of_squares": 1,
+        "adamw_step": 2}  # adamw: the decayed and the undecayed range of the arena
+    assert result["rows"][-1]["kernel"] == "other" and rows["other"]["ms"] >= 0
+    assert sum(r["ms"] for r in result["rows"]) == pytest.approx(result["step_s"] * 1e3)
+    assert sum(r["share"] for r in result["rows"]) == pytest.approx(1.0)
+    for name in profile.GEMM_KERNELS:
+        assert rows[name]["gflops"] > 0
+        assert rows[name]["of_gemm"] == pytest.approx(rows[name]["gflops"] / result["gemm_gflops"])
+    assert rows["layernorm_forward"]["gflops"] is None
+    # the functions are the originals again, where the model and the step look them up
+    assert {name: getattr(K, name) for name in K.KERNELS} == originals
+    assert fasttrain.train.sum_of_squares is originals["sum_of_squares"]
+    assert fasttrain.optim.adamw_step is originals["adamw_step"]
+
+
+def test_profile_command(tmp_path, capsys):
+    path = tmp_path / "profile.json"
+    assert main(["bench", "--profile", "--tiny", "--rounds", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "GPT step L1 H2 C32 T16 B2 V64, backend c" in out
+    assert "| linear_backward | 4 |" in out and "| other | - |" in out
+    assert json.loads(path.read_text())["shape"] == "L1 H2 C32 T16 B2 V64"
+    assert main(["bench", "--profile", "--tiny", "--shapes", "1x2x32x8x1x16", "--rounds", "1"]) == 0
+    assert "GPT step L1 H2 C32 T8 B1 V16" in capsys.readouterr().out
+    assert main(["bench", "--profile", "--shapes", "1x3x32x8x1x16"]) == 2
+    assert "a gpt_step shape is" in capsys.readouterr().err

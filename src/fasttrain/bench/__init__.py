@@ -11,7 +11,8 @@ in csrc/, kernels/, tests/ and benchmarks/ (crossentropy.py, linear.py, ...), ea
 shapes, its contenders (the fasttrain call, its numpy and PyTorch peers) and the bytes or FLOPs
 of its roofline (_case.py says what a case module defines; a new kernel adds one and nothing
 else); harness.py, the one timer (interleaved rounds, warm-up, the machine-limit probes,
-memory); report.py (table, JSON, --compare, plot); cli.py, the command line.
+memory); report.py (table, JSON, --compare, plot); profile.py (--profile: one GPT step's
+time per kernel); cli.py, the command line.
 benchmarks/bench_<name>.py run the same cases under pytest-benchmark.
 
 Shape letters: N rows, V vocabulary, C input and OC output channels, E embedding width, P

@@ -28,7 +28,7 @@ import numpy as np
 REFERENCE = "numpy"
 FASTTRAIN_BACKENDS = ("c", "numba", "numpy")  # "numpy": fasttrain.kernels.ref, the reference
 CONTENDERS = (*FASTTRAIN_BACKENDS, "torch")  # what --backends chooses from by default
-_NOT_CASES = ("harness", "report", "cli")  # the package's modules that are not kernel cases
+_NOT_CASES = ("harness", "report", "cli", "profile")  # the package's modules that are not cases
 
 
 class BenchError(Exception):
@@ -42,7 +42,8 @@ class Case:
     number of PyTorch variants, each named "torch..."); `extras`: those it measures only when
     --backends names them. `nbytes`: the bytes a call must move at least (→ share of
     bandwidth); `flops`: its floating-point operations (→ share of GEMM FLOP/s); `tokens`:
-    tokens per call; `self_timed`: see below."""
+    tokens per call (→ tokens/s, the rate even with `flops`: a model step's FLOPs then give
+    only its share of the GEMM rate, the MFU); `self_timed`: see below."""
     kernel: str
     op: str
     shape: str

@@ -4,6 +4,7 @@
                     [--shapes S,...] [--rounds R] [--memory] [--quick] [--threads N]
                     [--json FILE] [--compare OLD.json] [--threshold 0.1] [--plot FILE.png]
                     [--results FILE]
+    fasttrain bench --profile [--shapes "L4 H4 C256 T128 B16 V256"] [--rounds STEPS]
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def main(args) -> int:
     if args.plot:
         _pyplot()  # fail before minutes of measuring, not after
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()] if args.shapes else None
+    if args.profile:
+        return _profile(args, shapes)
     if shapes:  # before minutes of measuring, as --plot
         kernels = parse_kernels(args.kernels)
         if len(kernels) != 1:
@@ -83,6 +86,28 @@ def main(args) -> int:
         report, regressions = compare(old, result, args.threshold)
         print(report)
         return 1 if regressions else 0
+    return 0
+
+
+def _profile(args, shapes) -> int:
+    """--profile: one GPT step's time per kernel (fasttrain.bench.profile), printed as a table
+    (and written with --json)."""
+    from fasttrain.bench import gpt_step, harness, profile
+
+    if shapes and len(shapes) > 1:
+        raise BenchError("--profile takes one shape in --shapes")
+    if shapes:
+        shape = parse_shape("gpt_step", shapes[0])
+    else:
+        shape = gpt_step.TINY[0] if args.tiny else gpt_step.SMALL
+    harness.prepare(args.threads)  # the C backend before torch, one thread count for all
+    result = profile.profile(shape, steps=args.rounds or 3,
+                             gemm_n=harness.MODES["tiny" if args.tiny else "quick"]["gemm_n"])
+    print(profile.table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -150,10 +175,16 @@ def add_arguments(p) -> None:
     p.add_argument("--shapes", metavar="S,...",
                    help="these shapes instead of the run's, for one kernel: as the table writes "
                    "them with x between the sizes (crossentropy 4096x256, linear 64x64x64, "
-                   "embedding 256x64x8192 for V x E x N, adamw 1M or 100M)")
+                   "embedding 256x64x8192 for V x E x N, adamw 1M or 100M, gpt_step "
+                   "'L12 H12 C768 T64 B4 V50304' or 12x12x768x64x4x50304)")
     p.add_argument("--rounds", type=_positive_int, default=None,
                    help="interleaved rounds (default 5; 3 with --quick)")
     p.add_argument("--memory", action="store_true",
                    help="also each contender's extra peak memory in one call (resident, Linux; "
                    "and numpy's traced)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the table: where one GPT training step's time goes, per "
+                   "kernel (calls, ms and share of the step, GEMM kernels' GFLOP/s and share of "
+                   "the GEMM probe), on the c backend, at gpt_step's small shape or the one "
+                   "--shapes names; --rounds: the steps profiled (3)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny shapes

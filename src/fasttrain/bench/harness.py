@@ -307,8 +307,11 @@ def summarize(case: Case, times: dict, limits: dict) -> list[dict]:
             if limits.get("bandwidth_gbps"):
                 row["of_limit"] = row["rate"] / limits["bandwidth_gbps"]
         elif case.flops is not None:
-            row.update(rate=case.flops / med / 1e9, rate_unit="GFLOP/s", limit="gemm")
-            row["of_limit"] = row["rate"] / limits["gemm_gflops"]
+            gflops = case.flops / med / 1e9
+            row.update(rate=gflops, rate_unit="GFLOP/s", limit="gemm",
+                       of_limit=gflops / limits["gemm_gflops"])
+            if case.tokens is not None:  # a model's step: tokens/s, its FLOPs' share (MFU)
+                row.update(rate=case.tokens / med, rate_unit="tokens/s")
         elif case.tokens is not None:
             row.update(rate=case.tokens / med, rate_unit="tokens/s")
         rows.append(row)

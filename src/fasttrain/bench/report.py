@@ -30,8 +30,10 @@ def _fmt_ratio(r: float | None) -> str:
 def _fmt_rate(row: dict) -> str:
     if row["rate"] is None:
         return "-"
-    if row["rate_unit"] == "tokens/s":
+    if row["rate_unit"] == "tokens/s" and row["rate"] >= 1e3:
         return f"{row['rate'] / 1e3:.1f}k tok/s"
+    if row["rate_unit"] == "tokens/s":  # a GPT-2 124M step: tens of tokens/s
+        return f"{row['rate']:.3g} tok/s"
     return f"{row['rate']:.3g} {row['rate_unit']}"
 
 
