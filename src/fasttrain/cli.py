@@ -3,7 +3,8 @@
     fasttrain train [--config FILE.toml] [--resume] [--keep_checkpoints] [--key=value ...]
     fasttrain sample --run DIR [--step N] [--prompt TEXT] [--temperature T] [--top-k K] [--tokens N] [--seed S]
     fasttrain report --run DIR           (report.html: loss, samples, schedule, compute)
-    fasttrain eval --run DIR [--data PATH]
+    fasttrain eval --run DIR [--data PATH] | --init_from HF_DIR --data PATH
+    fasttrain export --run DIR --hf OUT   (a GPT run as a Hugging Face GPT-2 folder)
     fasttrain schedule [--config FILE.toml] [--key=value ...] [--plot FILE.png]
     fasttrain info
     fasttrain landscape | lr-sweep | step | temperature | estimate   (fasttrain/dynamics)
@@ -54,9 +55,25 @@ def _report(args, rest) -> int:
 def _eval(args, rest) -> int:
     from fasttrain.sample import evaluate_text
 
-    r = evaluate_text(args.run, args.data)
+    if (args.run is None) == (args.init_from is None):
+        raise ValueError("give --run DIR or --init_from HF_DIR (one of them)")
+    if args.init_from is not None:
+        from fasttrain.hf import evaluate_folder
+
+        if args.data is None:
+            raise ValueError("--init_from needs --data PATH: the text to evaluate on")
+        r = evaluate_folder(args.init_from, args.data)
+    else:
+        r = evaluate_text(args.run, args.data)
     print(f"{r['source']}: {r['tokens']:,} tokens, loss {r['loss']:.4f}, "
           f"perplexity {r['perplexity']:.2f}")
+    return 0
+
+
+def _export(args, rest) -> int:
+    from fasttrain.hf import export_run
+
+    print(f"wrote {export_run(args.run, args.hf)}")
     return 0
 
 
@@ -142,10 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, metavar="DIR")
     p.set_defaults(handler=_report)
 
-    p = sub.add_parser("eval", help="loss and perplexity of a run on its validation split or a text")
-    p.add_argument("--run", required=True, metavar="DIR")
+    p = sub.add_parser("eval", help="loss and perplexity of a run on its validation split or a "
+                                    "text, or of a Hugging Face GPT-2 folder on a text")
+    p.add_argument("--run", default=None, metavar="DIR")
+    p.add_argument("--init_from", "--init-from", default=None, metavar="HF_DIR")
     p.add_argument("--data", default=None, metavar="PATH")
     p.set_defaults(handler=_eval)
+
+    p = sub.add_parser("export", help="write a GPT run as a Hugging Face GPT-2 folder")
+    p.add_argument("--run", required=True, metavar="DIR")
+    p.add_argument("--hf", required=True, metavar="OUT", help="the folder to write (new or empty)")
+    p.set_defaults(handler=_export)
 
     p = sub.add_parser("schedule", help="the learning rate over the steps of a config")
     p.add_argument("--config", metavar="FILE")

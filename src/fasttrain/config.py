@@ -28,7 +28,7 @@ def _f(default, help):
 class TrainConfig:
     # data
     data: str = _f("builtin", "corpus: 'builtin' (the Python language reference, 465 KB), 'stdlib' (the standard library's source, 10 MB, split by file), a file, or a folder")
-    tokenizer: str = _f("bytes", "'bytes' (V = 256) or 'bpe' (trained on the corpus, needs fasttrain[bpe])")
+    tokenizer: str = _f("bytes", "'bytes' (V = 256) or 'bpe' (trained on the corpus, needs fasttrain[bpe]); with init_from 'hf', the checkpoint's")
     bpe_vocab_size: int = _f(1024, "vocabulary size when tokenizer = 'bpe'")
     val_fraction: float = _f(0.1, "the share held out for validation: the corpus's last tokens (stdlib: whole files)")
     # model: 'mlp', a Bengio-style MLP language model, or 'gpt', the GPT-2 architecture
@@ -40,6 +40,8 @@ class TrainConfig:
     n_layer: int = _f(4, "gpt: transformer blocks")
     n_head: int = _f(4, "gpt: attention heads (n_embd must be a multiple)")
     block_size: int = _f(128, "gpt: the context, tokens per training sequence")
+    layer_norm_epsilon: float = _f(1e-5, "gpt: LayerNorm's epsilon (with init_from, the checkpoint's)")
+    init_from: str = _f("", "gpt: fine-tune a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): its shape, weights and tokenizer")
     fused_head: bool = _f(True, "head + loss in one linear_cross_entropy call (False: logits stored)")
     # optimisation
     batch_size: int = _f(1024, "windows per optimizer step (split over grad_accum micro-batches)")
@@ -72,7 +74,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check values that a type alone cannot; raise ConfigError naming the key."""
-        choices = {"model": ("mlp", "gpt"), "tokenizer": ("bytes", "bpe"), "activation": ("tanh", "gelu"),
+        choices = {"model": ("mlp", "gpt"), "tokenizer": ("bytes", "bpe", "hf"), "activation": ("tanh", "gelu"),
                    "schedule": ("cosine", "linear", "constant"), "optimizer": ("adamw", "sgd"),
                    "on_nonfinite": ("stop", "skip"), "backend": ("c", "numba", "numpy")}
         for key, allowed in choices.items():
@@ -88,6 +90,10 @@ class TrainConfig:
                     "sample_tokens", "sample_temperature"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0; got {getattr(self, key)}")
+        if self.tokenizer == "hf" and not self.init_from:
+            raise ConfigError("tokenizer 'hf' is an init_from checkpoint's own: set init_from")
+        if self.layer_norm_epsilon <= 0:
+            raise ConfigError(f"layer_norm_epsilon must be > 0; got {self.layer_norm_epsilon}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
         if self.model == "gpt" and self.n_embd % self.n_head:

@@ -168,6 +168,13 @@ class BPETokenizer:
     def __init__(self, tokenizer):
         self._tok = tokenizer
         self.vocab_size = tokenizer.get_vocab_size()
+        # CUT (below) holds for a byte-level pre-tokenizer with GPT-2's regex and no normalizer:
+        # fasttrain's BPE and GPT-2's; any other tokenizer (an init_from's) reads text whole
+        spec = json.loads(tokenizer.to_str())
+        pre = spec.get("pre_tokenizer") or {}
+        self._cut = (spec.get("normalizer") is None and pre.get("type") == "ByteLevel"
+                     and pre.get("use_regex", True))
+        self._dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
@@ -200,8 +207,9 @@ class BPETokenizer:
     CUT = re.compile(r"(?=\n\S)")
 
     def encode(self, text: str) -> np.ndarray:
-        pieces = self._tok.encode_batch(self.CUT.split(text), add_special_tokens=False)
-        return np.fromiter(itertools.chain.from_iterable(e.ids for e in pieces), dtype=np.uint16)
+        pieces = self._tok.encode_batch(self.CUT.split(text) if self._cut else [text],
+                                        add_special_tokens=False)
+        return np.fromiter(itertools.chain.from_iterable(e.ids for e in pieces), dtype=self._dtype)
 
     def decode(self, tokens) -> str:
         return self._tok.decode([int(t) for t in tokens])
@@ -210,12 +218,14 @@ class BPETokenizer:
         self._tok.save(str(Path(run_dir) / self.FILE))
 
 
-def make_tokenizer(kind: str, text: str, vocab_size: int):
+def make_tokenizer(kind: str, text: str, vocab_size: int, run_dir: Path | None = None):
     if kind == "bytes":
         return ByteTokenizer()
     if kind == "bpe":
         return BPETokenizer.train(text, vocab_size)
-    raise ValueError(f"tokenizer must be 'bytes' or 'bpe', got {kind!r}")
+    if kind == "hf":  # an init_from checkpoint's, copied into the run by fasttrain.hf
+        return BPETokenizer.load(run_dir)
+    raise ValueError(f"tokenizer must be 'bytes', 'bpe' or 'hf', got {kind!r}")
 
 
 def load_tokenizer(kind: str, run_dir: Path):
@@ -244,11 +254,11 @@ class Corpus:
         if not meta_path.exists():
             if source == STDLIB:
                 train_text, val_text, info = stdlib_corpus(val_fraction)
-                tok = make_tokenizer(tokenizer, train_text, vocab_size)
+                tok = make_tokenizer(tokenizer, train_text, vocab_size, run_dir)
                 parts = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
             else:
                 text = load_text(source)
-                tok = make_tokenizer(tokenizer, text, vocab_size)
+                tok = make_tokenizer(tokenizer, text, vocab_size, run_dir)
                 tokens = tok.encode(text)
                 n_train = len(tokens) - int(len(tokens) * val_fraction)
                 parts, info = {"train": tokens[:n_train], "val": tokens[n_train:]}, {}

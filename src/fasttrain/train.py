@@ -229,6 +229,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
 
 def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict:
     cfg.validate()
+    init = None
+    if cfg.init_from and not resume:  # (a resume reads its own checkpoint)
+        from fasttrain import hf
+
+        init = hf.open_folder(cfg.init_from)  # checked whole before anything is written
+        cfg = hf.configure(cfg, init)
     run = Path(cfg.out_dir)
     run.mkdir(parents=True, exist_ok=True)
     if resume and world.is_root and not (run / CHECKPOINT).exists():
@@ -238,6 +244,8 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
 
     # 1. data: tokenised once into the run directory, memory-mapped from there
     with world.rank0_first():
+        if init is not None and world.is_root:
+            hf.prepare_run(init, run)
         corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size,
                                 cfg.val_fraction, cfg.window)
     micro_batch = cfg.batch_size // cfg.grad_accum
@@ -246,6 +254,8 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
 
     # 2. model and optimizer, or their state at the last checkpoint (rank 0's, broadcast)
     model, opt = build(cfg, corpus)
+    if init is not None and world.is_root:  # the other ranks receive it by broadcast_state
+        init.load_into(model)
     start = 0
     if resume and world.is_root:
         start, _ = load_checkpoint(run, model, opt, batches, cfg)

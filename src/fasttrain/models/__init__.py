@@ -16,6 +16,7 @@ def from_config(cfg, vocab_size: int):
     """The model a TrainConfig describes (cfg.model), not yet initialised."""
     if cfg.model == "gpt":
         return GPT(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                   n_head=cfg.n_head, n_embd=cfg.n_embd, backend=cfg.backend)
+                   n_head=cfg.n_head, n_embd=cfg.n_embd, eps=cfg.layer_norm_epsilon,
+                   backend=cfg.backend)
     return MLP(vocab_size=vocab_size, context=cfg.context, n_embd=cfg.n_embd, hidden=cfg.hidden,
                activation=cfg.activation, backend=cfg.backend, fused_head=cfg.fused_head)
