@@ -290,7 +290,7 @@ def test_gpt_step_flops_count_every_weight_once():
     the tied head (V x C), plus causal attention, from the model's own parameter count."""
     from fasttrain.models.gpt import GPT
 
-    for L, H, C, T, B, V in (*gpt_step.SHAPES, *gpt_step.TINY):
+    for L, H, C, T, B, V in (*gpt_step.SHAPES, *gpt_step.MORE, *gpt_step.TINY):
         model = GPT(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
         non_embedding = model.num_params - V * C - T * C  # less wte and wpe
         assert gpt_step.flops(L, H, C, T, B, V) == (6 * (non_embedding + V * C) * B * T
@@ -298,7 +298,7 @@ def test_gpt_step_flops_count_every_weight_once():
 
 
 def test_gpt_step_shapes_read_as_the_table_writes_them():
-    for shape in (*gpt_step.SHAPES, *gpt_step.TINY):
+    for shape in (*gpt_step.SHAPES, *gpt_step.MORE, *gpt_step.TINY):
         assert gpt_step.parse_shape(gpt_step.label(shape)) == shape
         assert gpt_step.parse_shape("x".join(map(str, shape))) == shape
     assert bench.parse_kernels("gpt") == ["gpt_step"]

@@ -31,7 +31,9 @@ ALIASES = ("gpt", "gpt_train_step")
 # (n_layer, n_head, n_embd, block_size, batch, vocab)
 SMALL = (4, 4, 256, 128, 16, 256)
 GPT2_124M = (12, 12, 768, 64, 4, 50304)
-SHAPES = [SMALL, GPT2_124M]
+SHAPES = [SMALL]
+MORE = [GPT2_124M]  # ~2.5 GB and seconds a step per contender, a cold torch.compile of a
+                    # minute: only with --shapes "L12 H12 C768 T64 B4 V50304"
 QUICK = [SMALL]
 TINY = [(1, 2, 32, 16, 2, 64)]
 NUMPY_MAX_FLOPS = 10e9  # the numpy reference runs up to this many FLOPs a step
