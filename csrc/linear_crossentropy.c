@@ -79,7 +79,7 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
                                   const real *b, const int64_t *targets, int64_t N, int64_t C,
                                   int64_t V, int64_t chunk_rows, int64_t ignore_index,
                                   int reduction, double label_smoothing, int accumulate,
-                                  int nthreads) {
+                                  int nthreads, int gemm_nthreads) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(V)) return FT_ERR_BLAS_INT;
     if (chunk_rows < 1) chunk_rows = 1;
     int64_t n_valid = 0;
@@ -103,16 +103,18 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
         } else if (C == 0) {
             memset(work, 0, (size_t)(n * V) * sizeof(real));
         }
-        if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0);
+        if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0,
+                                             gemm_nthreads);
         // work = dlogits_c in place, losses (N,) filled chunk by chunk, db += column sums
         FT_FN(rows_pass)(work, losses + i0, db, targets + i0, n, V, ignore_index, eps, scale,
                          nthreads);
         if (C == 0) continue;
         // dx_c (n,C) = dlogits_c (n,V) W (V,C)
-        if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0);
+        if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0,
+                                                      gemm_nthreads);
         // dW (V,C) (+)= dlogits_c^T (V,n) x_c (n,C)
         FT_FN(ft_internal_matmul)(gemm, dW, work, 1, xc, 0, V, n, C,
-                                  accumulate || i0 > 0 ? 1 : 0);
+                                  accumulate || i0 > 0 ? 1 : 0, gemm_nthreads);
     }
     *loss = FT_FN(ft_internal_ce_total)(losses, N, n_valid, reduction);
     return 0;
