@@ -106,13 +106,17 @@ POOL_MANNERS = {
 }
 
 
-def libgomp_loaded() -> bool:
-    """Whether a libgomp is mapped into this process (Linux; False where that cannot be read)."""
+def libgomp_path() -> str | None:
+    """The libgomp mapped into this process, None if none (or not Linux)."""
     try:
         with open("/proc/self/maps") as f:
-            return any("libgomp" in line for line in f)
+            return next((line.split()[-1] for line in f if "libgomp" in line), None)
     except OSError:
-        return False
+        return None
+
+
+def libgomp_loaded() -> bool:
+    return libgomp_path() is not None
 
 
 # When libgomp was loaded before fasttrain (by torch, imported first: PyTorch ships a libgomp.so.1
@@ -128,10 +132,14 @@ def libgomp_loaded() -> bool:
 LIBGOMP_STATE = {"loaded_before_fasttrain": None, "spin": None}  # for `fasttrain info`
 
 
-def shorten_libgomp_spin(loaded_before: bool, park_team) -> None:
+_gomp_loaded_by_us = False  # libgomp first loaded inside loading_native_libraries()
+
+
+def shorten_libgomp_spin(park_team) -> None:
     """Called once the C backend has loaded: where a libgomp loaded before fasttrain runs its
     default spin, park a team so that it spins briefly (above: why). `park_team(n)` is
     kernels/c/runtime.park_team."""
+    loaded_before = libgomp_loaded() and not _gomp_loaded_by_us
     user = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
     LIBGOMP_STATE["loaded_before_fasttrain"] = loaded_before
     if user:
@@ -155,13 +163,17 @@ def shorten_libgomp_spin(loaded_before: bool, park_team) -> None:
 @contextlib.contextmanager
 def loading_native_libraries():
     """Set POOL_MANNERS (unless already set) while native libraries load; restore after."""
+    global _gomp_loaded_by_us
     added = {k: v for k, v in POOL_MANNERS.items() if k not in os.environ}
+    gomp_before = libgomp_loaded()
     os.environ.update(added)
     try:
         yield
     finally:
         for k in added:
             os.environ.pop(k, None)
+        if not gomp_before and libgomp_loaded():
+            _gomp_loaded_by_us = True
 
 
 # GEMMs on fasttrain's OpenMP team.
