@@ -202,8 +202,8 @@ def cases(shapes, torch_names):
     def case(shape, kernel):
         def setup(names):
             return {n: (lambda n=n: sample(n, shape, kernel)) for n in names}
-        return Case("interleaved", kernel, label(shape) if kernel == "gpt chain" else "fixed",
-                    settings, setup, self_timed=True)
+        where = label(shape) if kernel == "gpt chain" else "x".join(map(str, KERNELS[kernel]))
+        return Case("interleaved", kernel, where, settings, setup, self_timed=True)
     return [case(s, k) for s in shapes for k in ([*KERNELS, "gpt chain"] if s == shapes[0]
                                                  else ["gpt chain"])]
 
