@@ -53,9 +53,11 @@ enum { FT_ERR_BLAS_INT = -1 };
 //   y (N,OC) =  x W^T + b
 //   x (N,C)     W (OC,C)    b (OC,) or NULL (no bias)
 int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                          const float *b, int64_t N, int64_t C, int64_t OC, int layout, int nthreads);
+                          const float *b, int64_t N, int64_t C, int64_t OC, int layout,
+                          int nthreads);
 int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                          const double *b, int64_t N, int64_t C, int64_t OC, int layout, int nthreads);
+                          const double *b, int64_t N, int64_t C, int64_t OC, int layout,
+                          int nthreads);
 //   dx (N,C)  =  dy W                      NULL: not computed
 //   dW (OC,C) =  dy^T x   (+= if accumulate)
 //   db (OC,)  =  sum over rows of dy  (+= if accumulate)   NULL: not computed

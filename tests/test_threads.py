@@ -85,7 +85,8 @@ def _run(code, **env_changes):
 
 _POOLS = ("import json, threading, fasttrain.kernels.c; from fasttrain import info; "
           "p = info.collect()['pools']; "
-          "p['parked'] = any(t.name == 'fasttrain-parked-openmp-team' for t in threading.enumerate()); "
+          "p['parked'] = any(t.name == 'fasttrain-parked-openmp-team' "
+          "for t in threading.enumerate()); "
           "print(json.dumps(p)); print(info.report())")
 
 
@@ -110,7 +111,8 @@ def test_torch_imported_first_gets_a_parked_team_and_info_says_so():
 def test_a_wait_setting_of_the_user_is_left_alone():
     pytest.importorskip("torch")
     pools = json.loads(_run("import torch; " + _POOLS, OMP_WAIT_POLICY="active").splitlines()[0])
-    assert not pools["parked"] and pools["spin"] == "as the environment sets: OMP_WAIT_POLICY=active"
+    assert not pools["parked"]
+    assert pools["spin"] == "as the environment sets: OMP_WAIT_POLICY=active"
 
 
 def _scipy_blas_threads():
@@ -163,7 +165,8 @@ _BITS = ("import sys, hashlib, numpy as np, fasttrain\n"
          "from fasttrain import kernels as K\n"
          "fasttrain.set_num_threads(int(sys.argv[2]))\n"
          "r = np.random.default_rng(0)\n"
-         "x, W, dy = (r.standard_normal(s, dtype=np.float32) for s in ((300, 200), (260, 200), (300, 260)))\n"
+         "x, W, dy = (r.standard_normal(s, dtype=np.float32)\n"
+         "            for s in ((300, 200), (260, 200), (300, 260)))\n"
          "outs = [K.linear_forward(x, W), *K.linear_backward(x, W, dy),\n"
          "        K.linear_cross_entropy(x, W, r.integers(0, 260, 300))[1]]\n"
          "print(hashlib.sha256(b''.join(o.tobytes() for o in outs)).hexdigest())\n")

@@ -52,12 +52,11 @@ def set_num_threads(n: int) -> None:
     n = n.__index__()
     if n < 1:
         raise ValueError(f"set_num_threads expects n >= 1, got {n}")
-    global _num_threads
+    global _num_threads, _gemm_saved
     with _lock:
         _num_threads = n
         _limit_blas(n)
         if _gemm_depth:  # a GEMM team is running: it keeps 1, and restores n when it ends
-            global _gemm_saved
             _gemm_saved = n
             _gemm_blas["set"](1)
 
@@ -96,10 +95,11 @@ def get_num_threads() -> int:
 # for the slowest thread: on 2 cores the default MLP's step took 70 ms instead of 23.5 ms.
 # Both libraries read their setting once, when they load, so fasttrain sets these two while it
 # loads them (a value the user set wins), then restores the environment, so that libraries
-# loaded later (PyTorch's own libgomp, say) see exactly what the user set. A library that was
-# already loaded keeps its setting: load fasttrain's kernels before scipy.linalg and before
-# torch (torch puts its libgomp in the global symbol scope, and our kernels would then bind to
-# it, with torch's default spinning: the step above took 30 ms instead of 20 that way).
+# loaded later see exactly what the user set. (PyTorch imported later loads no libgomp of its
+# own: its libgomp.so.1 has the same name, so the dynamic loader hands it ours.) A library that
+# was already loaded keeps its setting: PyTorch imported first brings its libgomp with the
+# default spin, which our kernels then bind to (the step above took 30 ms instead of 20 that
+# way); shorten_libgomp_spin below is what fasttrain does then.
 POOL_MANNERS = {
     "GOMP_SPINCOUNT": "1000",         # libgomp: spin briefly, then sleep on a futex
     "OPENBLAS_THREAD_TIMEOUT": "4",   # OpenBLAS: spin 2^4 cycles, then sleep
@@ -128,7 +128,9 @@ def libgomp_loaded() -> bool:
 # are more OpenMP threads than available CPUs", its threads spin 100 rounds (GOMP_SPINCOUNT in
 # libgomp's manual). So fasttrain parks one more OpenMP thread: a Python thread runs one empty
 # region of 2 threads and then sleeps for good, its libgomp worker asleep too (two idle
-# threads, no CPU). Only when the user set neither GOMP_SPINCOUNT nor OMP_WAIT_POLICY.
+# threads, no CPU). That is one thread more than the cores when the teams already fill them
+# (fasttrain's count defaults to the cores); with fewer threads than cores the spinning costs
+# little anyway. Only when the user set neither GOMP_SPINCOUNT nor OMP_WAIT_POLICY.
 LIBGOMP_STATE = {"loaded_before_fasttrain": None, "spin": None}  # for `fasttrain info`
 
 
@@ -146,7 +148,8 @@ def shorten_libgomp_spin(park_team) -> None:
         LIBGOMP_STATE["spin"] = "as the environment sets: " + ", ".join(
             f"{k}={v}" for k, v in user.items())
     elif not loaded_before:
-        LIBGOMP_STATE["spin"] = f"GOMP_SPINCOUNT={POOL_MANNERS['GOMP_SPINCOUNT']} (set by fasttrain while it loaded)"
+        LIBGOMP_STATE["spin"] = (f"GOMP_SPINCOUNT={POOL_MANNERS['GOMP_SPINCOUNT']} "
+                                 "(set by fasttrain while it loaded)")
     else:
         ready = threading.Event()
 
@@ -196,7 +199,8 @@ _gemm_saved = 0   # the BLAS count to restore when the last one leaves
 def _find_gemm_blas() -> None:
     """Find the set/get-threads functions of the BLAS behind scipy.linalg.cython_blas: the
     OpenBLAS in scipy's own folder (its wheels bundle one), else the only OpenBLAS loaded. None
-    found (MKL, two candidates): the GEMMs stay on that BLAS's pool, and `fasttrain info` says so."""
+    found (MKL, two candidates): the GEMMs stay on that BLAS's pool, and `fasttrain info` says
+    so."""
     global _gemm_blas
     if _gemm_blas is not None or "scipy.linalg" not in sys.modules:
         return
@@ -206,7 +210,8 @@ def _find_gemm_blas() -> None:
     from threadpoolctl import threadpool_info
 
     where = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
-    openblas = [lib["filepath"] for lib in threadpool_info() if lib.get("internal_api") == "openblas"]
+    openblas = [lib["filepath"] for lib in threadpool_info()
+                if lib.get("internal_api") == "openblas"]
     mine = [p for p in openblas if os.path.abspath(p).startswith(os.path.join(where, "scipy"))]
     candidates = mine or (openblas if len(openblas) == 1 else [])
     if len(candidates) != 1:

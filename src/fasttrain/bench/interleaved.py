@@ -80,7 +80,8 @@ def _calls(shape, tiny):
     calls = {}
     N, C, OC = dims(KERNELS["linear forward"])
     x, W, b, dy = a(N, C), a(OC, C), a(OC), a(N, OC)
-    y, dx, dW, db = np.empty((N, OC), np.float32), np.empty_like(x), np.empty_like(W), np.empty_like(b)
+    y, dx, dW, db = (np.empty((N, OC), np.float32), np.empty_like(x), np.empty_like(W),
+                     np.empty_like(b))
     calls["linear forward"] = lambda: K.linear_forward(x, W, b, out=y)
     calls["linear backward"] = lambda: K.linear_backward(x, W, dy, dx=dx, dW=dW, db=db)
     N, C = dims(KERNELS["layernorm forward"])
@@ -177,8 +178,8 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
 def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
     from fasttrain.threads import get_num_threads
 
-    code = ("import sys; from fasttrain.bench.interleaved import worker; "
-            "worker(sys.argv[1], [int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
+    code = ("import sys; from fasttrain.bench.interleaved import worker; worker(sys.argv[1], "
+            "[int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
     cmd = [sys.executable, "-c", code, setting, "x".join(map(str, shape)), str(get_num_threads()),
            str(samples), "1" if tiny else "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))

@@ -28,9 +28,11 @@ cdef extern from "fasttrain.h" nogil:
         FT_DY_FORTRAN
         FT_ERR_BLAS_INT
     int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                              const float *b, int64_t N, int64_t C, int64_t OC, int layout, int nthreads)
+                              const float *b, int64_t N, int64_t C, int64_t OC, int layout,
+                              int nthreads)
     int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                              const double *b, int64_t N, int64_t C, int64_t OC, int layout, int nthreads)
+                              const double *b, int64_t N, int64_t C, int64_t OC, int layout,
+                              int nthreads)
     int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db,
                                const float *x, const float *W, const float *dy, int64_t N,
                                int64_t C, int64_t OC, int layout, int accumulate, int nthreads)
