@@ -10,12 +10,13 @@ import statistics
 
 import pytest
 
+from conftest import sizes
 from fasttrain.bench import interleaved as kernel
 
 ALONE: dict = {}  # shape: {kernel: median seconds alone}, filled by the `alone` test
 
 
-@pytest.mark.parametrize("shape", kernel.SHAPES, ids=kernel.label)
+@pytest.mark.parametrize("shape", sizes(kernel.SHAPES, ids=kernel.label))
 @pytest.mark.parametrize("setting", kernel.SETTINGS)
 def test_interleaved(benchmark, setting, shape):
     if "torch" in setting:
