@@ -34,8 +34,9 @@ double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits
 // linear layer, forward and backward around a BLAS GEMM passed in at run time (linear.c)
 // The GEMM has the Fortran BLAS convention (column-major; every argument by pointer); the Python
 // side passes scipy.linalg.cython_blas's sgemm/dgemm, so no BLAS is linked at build time.
-// No `nthreads`: the GEMMs run on BLAS's thread pool, the rest on the calling thread (linear.c
-// says why).
+// `nthreads`: each GEMM's output rows are split over an OpenMP team of nthreads, one GEMM call per
+// thread, so the caller must make `gemm` run on the calling thread (fasttrain/threads.py); 1:
+// one GEMM call, on the BLAS's own threads. The O(N*OC) bias passes run on the calling thread.
 typedef void (*ft_gemm_f32)(const char *transa, const char *transb, const int *m, const int *n,
                             const int *k, const float *alpha, const float *a, const int *lda,
                             const float *b, const int *ldb, const float *beta, float *c,
@@ -52,19 +53,21 @@ enum { FT_ERR_BLAS_INT = -1 };
 //   y (N,OC) =  x W^T + b
 //   x (N,C)     W (OC,C)    b (OC,) or NULL (no bias)
 int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                          const float *b, int64_t N, int64_t C, int64_t OC, int layout);
+                          const float *b, int64_t N, int64_t C, int64_t OC, int layout,
+                          int nthreads);
 int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                          const double *b, int64_t N, int64_t C, int64_t OC, int layout);
+                          const double *b, int64_t N, int64_t C, int64_t OC, int layout,
+                          int nthreads);
 //   dx (N,C)  =  dy W                      NULL: not computed
 //   dW (OC,C) =  dy^T x   (+= if accumulate)
 //   db (OC,)  =  sum over rows of dy  (+= if accumulate)   NULL: not computed
 //   x (N,C)   W (OC,C)   dy (N,OC)
 int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db, const float *x,
                            const float *W, const float *dy, int64_t N, int64_t C, int64_t OC,
-                           int layout, int accumulate);
+                           int layout, int accumulate, int nthreads);
 int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db, const double *x,
                            const double *W, const double *dy, int64_t N, int64_t C, int64_t OC,
-                           int layout, int accumulate);
+                           int layout, int accumulate, int nthreads);
 
 // ----------------------------------------------------------------------------------------------
 // linear layer + softmax cross-entropy, forward and backward fused by chunks of rows
@@ -77,19 +80,20 @@ int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
 //   work (chunk_rows,V)  scratch (the chunk's logits, then its gradient)
 //   x (N,C)   W (V,C)   b (V,) or NULL   targets (N,) in [0,V) or == ignore_index; all C-ordered
 // Returns 0, or FT_ERR_BLAS_INT (nothing written) when N, C or V exceeds BLAS's 32-bit int.
-// `nthreads` is the team of the cross-entropy rows between the GEMMs.
+// `nthreads` is the team of the cross-entropy rows between the GEMMs, `gemm_nthreads` that of the
+// GEMMs (as `nthreads` of ft_linear_forward).
 int ft_linear_crossentropy_f32(ft_gemm_f32 gemm, double *loss, float *losses, float *dx,
                                float *dW, float *db, float *work, const float *x, const float *W,
                                const float *b, const int64_t *targets, int64_t N, int64_t C,
                                int64_t V, int64_t chunk_rows, int64_t ignore_index,
                                int reduction, double label_smoothing, int accumulate,
-                               int nthreads);
+                               int nthreads, int gemm_nthreads);
 int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
                                double *dW, double *db, double *work, const double *x,
                                const double *W, const double *b, const int64_t *targets,
                                int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                int64_t ignore_index, int reduction, double label_smoothing,
-                               int accumulate, int nthreads);
+                               int accumulate, int nthreads, int gemm_nthreads);
 
 // ----------------------------------------------------------------------------------------------
 // embedding lookup, plain (K = 1) or in bags of K rows summed (embedding.c)
@@ -198,6 +202,8 @@ int ft_openmp_version(void);      // _OPENMP (yyyymm) the library was built with
 int ft_vector_exp(void);          // 1 if float64 exp is vectorised through glibc's libmvec (float32 always is)
 // a (n,) *= s, in parallel: an in-place streaming read+write, the bandwidth probe of the benchmarks
 void ft_stream_scale_f32(float *a, int64_t n, float s, int nthreads);
+// runs one empty OpenMP region of nthreads on the calling thread (fasttrain/threads.py: why)
+void ft_openmp_park_team(int nthreads);
 
 #ifdef __cplusplus
 }

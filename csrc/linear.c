@@ -17,35 +17,58 @@
 //   * db: one read of dy, adding its rows in order. No GEMM exposes its packed copy of
 //     dy, so this read is the one that BLAS could not have saved; it costs about 1% of the
 //     backward at (4096, 768, 3072).
-// Threads: the GEMMs run on BLAS's own thread pool (its count set by fasttrain/threads.py); the
-// O(N*OC) passes run on the calling thread, with no OpenMP region. On purpose: an OpenMP team
-// busy-waits for a while after its region (libgomp spins ~300k iterations, milliseconds) and
-// OpenBLAS's workers do the same after a GEMM, so a parallel db next to the GEMMs put 3-4
-// spinning threads on 2 cores and made the whole backward up to 10x slower (30 ms instead of
-// 3 ms at N, C, OC = 1024, 256, 256). One thread reads dy at ~20 GB/s: a percent or two of the
-// GEMMs' time.
+// Threads: each GEMM's output rows are split over an OpenMP team (matmul below), each thread one
+// single-threaded GEMM call; fasttrain/threads.py makes the BLAS single-threaded for the call and
+// says why (a second pool beside libgomp's spins on the cores our team needs). The O(N*OC) passes
+// run on the calling thread, with no OpenMP region: one thread reads dy at ~20 GB/s, a percent
+// or two of the GEMMs' time.
 // Layouts: x, W and dy may each be C-ordered or Fortran-ordered (a transposed view); BLAS reads
 // either through its transa/transb flags (matmul below), so neither is copied.
 //
 // Not here: argument validation and the 32-bit BLAS size check (the Python front, and a defensive
 // FT_ERR_BLAS_INT below), choosing the BLAS and its thread count (fasttrain/threads.py).
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "fasttrain.h"
 #include "real.h"
 #include "linear.h"
 
-// out (p,q) = A (p,k) B (k,q) + beta out (linear.h).
+// out (p,q) = A (p,k) B (k,q) + beta out (linear.h), its rows split over an OpenMP team.
 // Column-major BLAS sees a C-ordered (r,c) array M as the (c x r) matrix M^T with leading
 // dimension c, and a Fortran-ordered one as M itself with leading dimension r. So it computes
 // out^T (q x p) = B^T (q x k) A^T (k x p): reading a C-ordered operand as its transpose needs no
 // flag ('N'), a Fortran-ordered one needs 'T'. p, q, k > 0 (the caller handles empty shapes).
+// Each thread of the team makes one GEMM call for its block of out's rows (GEMM_ROW_ALIGN rows
+// a multiple, K never split: every element is the same dot product as in one whole call); the
+// caller makes the BLAS run each call on the calling thread (fasttrain/threads.py: why).
 void FT_FN(ft_internal_matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
-                               int b_f, int64_t p, int64_t k, int64_t q, real beta) {
+                               int b_f, int64_t p, int64_t k, int64_t q, real beta,
+                               int nthreads) {
     const char ta = b_f ? 'T' : 'N', tb = a_f ? 'T' : 'N';
-    const int m = (int)q, n = (int)p, kk = (int)k;
-    const int lda = b_f ? kk : m, ldb = a_f ? n : kk, ldc = m;
+    const int m = (int)q, kk = (int)k;
+    const int lda = b_f ? kk : m, ldb = a_f ? (int)p : kk, ldc = m;
     const real one = 1;
-    gemm(&ta, &tb, &m, &n, &kk, &one, B, &lda, A, &ldb, &beta, out, &ldc);
+    const int64_t blocks = (p + GEMM_ROW_ALIGN - 1) / GEMM_ROW_ALIGN;
+    int team = nthreads < blocks ? nthreads : (int)blocks;
+    if ((double)p * (double)q * (double)k < GEMM_TEAM_MIN) team = 1;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int64_t nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+        const int64_t lo = blocks * id / nt * GEMM_ROW_ALIGN;
+        int64_t hi = blocks * (id + 1) / nt * GEMM_ROW_ALIGN;
+        if (hi > p) hi = p;
+        if (hi > lo) {
+            const int n = (int)(hi - lo);
+            const real *a = a_f ? A + lo : A + lo * k;  // rows lo.. of A, either layout
+            gemm(&ta, &tb, &m, &n, &kk, &one, B, &lda, a, &ldb, &beta, out + lo * q, &ldc);
+        }
+    }
 }
 
 // acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
@@ -84,7 +107,7 @@ void FT_FN(ft_internal_fill_rows)(real *y, const real *b, int64_t N, int64_t OC)
 }
 
 int FT_FN(ft_linear_forward)(gemm_fn gemm, real *y, const real *x, const real *W, const real *b,
-                             int64_t N, int64_t C, int64_t OC, int layout) {
+                             int64_t N, int64_t C, int64_t OC, int layout, int nthreads) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(OC)) return FT_ERR_BLAS_INT;
     if (N == 0 || OC == 0) return 0;
     if (b) FT_FN(ft_internal_fill_rows)(y, b, N, OC);
@@ -92,13 +115,13 @@ int FT_FN(ft_linear_forward)(gemm_fn gemm, real *y, const real *x, const real *W
     if (C == 0) return 0;
     // y = x W^T + (b or nothing); W^T of a C-ordered W is Fortran-ordered, and vice versa
     FT_FN(ft_internal_matmul)(gemm, y, x, layout & FT_X_FORTRAN, W, !(layout & FT_W_FORTRAN), N,
-                              C, OC, b ? 1 : 0);
+                              C, OC, b ? 1 : 0, nthreads);
     return 0;
 }
 
 int FT_FN(ft_linear_backward)(gemm_fn gemm, real *dx, real *dW, real *db, const real *x,
                               const real *W, const real *dy, int64_t N, int64_t C, int64_t OC,
-                              int layout, int accumulate) {
+                              int layout, int accumulate, int nthreads) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(OC)) return FT_ERR_BLAS_INT;
     const int x_f = (layout & FT_X_FORTRAN) != 0, w_f = (layout & FT_W_FORTRAN) != 0;
     const int dy_f = (layout & FT_DY_FORTRAN) != 0;
@@ -109,13 +132,15 @@ int FT_FN(ft_linear_backward)(gemm_fn gemm, real *dx, real *dW, real *db, const 
     }
     // dx (N,C) = dy (N,OC) W (OC,C)
     if (dx && N > 0 && C > 0) {
-        if (OC > 0) FT_FN(ft_internal_matmul)(gemm, dx, dy, dy_f, W, w_f, N, OC, C, 0);
+        if (OC > 0) FT_FN(ft_internal_matmul)(gemm, dx, dy, dy_f, W, w_f, N, OC, C, 0,
+                                                  nthreads);
         else memset(dx, 0, (size_t)(N * C) * sizeof(real));
     }
     // dW (OC,C) (= or +=) dy^T (OC,N) x (N,C); dy^T of a C-ordered dy is Fortran-ordered
     if (OC > 0 && C > 0) {
         if (N > 0)
-            FT_FN(ft_internal_matmul)(gemm, dW, dy, !dy_f, x, x_f, OC, N, C, accumulate ? 1 : 0);
+            FT_FN(ft_internal_matmul)(gemm, dW, dy, !dy_f, x, x_f, OC, N, C,
+                                      accumulate ? 1 : 0, nthreads);
         else if (!accumulate) memset(dW, 0, (size_t)(OC * C) * sizeof(real));
     }
     return 0;

@@ -16,10 +16,18 @@ typedef ft_gemm_f64 gemm_fn;
 // BLAS takes sizes as 32-bit ints.
 static inline int fits_blas_int(int64_t n) { return n >= 0 && n <= INT_MAX; }
 
+// GEMMs smaller than this many multiply-adds run as one call on the calling thread, as OpenBLAS
+// itself runs them (fasttrain/threads.py's GEMM_TEAM_MIN: the same number).
+#define GEMM_TEAM_MIN (64.0 * 64.0 * 64.0)
+// A team's blocks of out's rows are multiples of this many rows.
+#define GEMM_ROW_ALIGN 64
+
 // out (p,q) = A (p,k) B (k,q) + beta out, where out is C-ordered and A, B are each C-ordered
-// (a_f = 0) or Fortran-ordered (a_f = 1), through the column-major GEMM. p, q, k > 0.
+// (a_f = 0) or Fortran-ordered (a_f = 1), through the column-major GEMM, out's rows split over
+// an OpenMP team of nthreads, one GEMM call each, on one BLAS thread. p, q, k > 0.
 void FT_FN(ft_internal_matmul)(gemm_fn gemm, real *out, const real *A, int a_f, const real *B,
-                               int b_f, int64_t p, int64_t k, int64_t q, real beta);
+                               int b_f, int64_t p, int64_t k, int64_t q, real beta,
+                               int nthreads);
 
 // acc (n,) += row (n,); vectorised over columns, so each acc[j] still adds rows in order.
 void FT_FN(ft_internal_add_row)(real *restrict acc, const real *restrict row, int64_t n);

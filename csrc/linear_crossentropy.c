@@ -17,15 +17,16 @@
 // Each chunk reads W three times, so a chunk must be tall enough for the GEMMs to stay bound by
 // flops rather than by the reads of W and of dW (dW is read and written per chunk).
 //
-// Threads: the GEMMs run on BLAS's pool; the pass between them (rows_pass below) on an OpenMP
-// team of `nthreads`, opened once per chunk when the chunk has FT_CE_PARALLEL_MIN logits or more.
-// The pools do not fight over the cores (fasttrain/threads.py sets both to sleep soon after
-// their work), so at V = 50257 the pass runs at two cores' bandwidth instead of one.
+// Threads: the GEMMs run on an OpenMP team of `gemm_nthreads` (linear.c's matmul: one
+// single-threaded GEMM call per thread), the pass between them (rows_pass below) on a team of
+// `nthreads`, opened once per chunk when the chunk has FT_CE_PARALLEL_MIN logits or more: both
+// on libgomp's one pool, so no second pool spins on the cores (fasttrain/threads.py), and at
+// V = 50257 the pass runs at two cores' bandwidth instead of one.
 // The pass takes the chunk's rows in blocks of about ROW_BLOCK_BYTES: the block's cross-entropy
 // rows split across the threads by row, then the block's db sums split by column, while the
 // block is still in cache (one read of the chunk from memory instead of two). Each row's
 // gradient is one thread's, and each db[j] adds the rows in order, so the bits do not depend on
-// the thread count; for a fixed chunk size and BLAS thread count they are the same from call to
+// the thread count; for a fixed chunk size and thread count they are the same from call to
 // call. They differ from the unfused path by rounding only (dW and db summed chunk by chunk).
 // Measured (float32, 2 threads, interleaved runs on the shared 2-core machine): at (N, C, V) =
 // (8192, 768, 50257) the fused call went from 1.17x the unfused path's time with a serial row loop
@@ -79,7 +80,7 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
                                   const real *b, const int64_t *targets, int64_t N, int64_t C,
                                   int64_t V, int64_t chunk_rows, int64_t ignore_index,
                                   int reduction, double label_smoothing, int accumulate,
-                                  int nthreads) {
+                                  int nthreads, int gemm_nthreads) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(V)) return FT_ERR_BLAS_INT;
     if (chunk_rows < 1) chunk_rows = 1;
     int64_t n_valid = 0;
@@ -103,16 +104,18 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
         } else if (C == 0) {
             memset(work, 0, (size_t)(n * V) * sizeof(real));
         }
-        if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0);
+        if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0,
+                                             gemm_nthreads);
         // work = dlogits_c in place, losses (N,) filled chunk by chunk, db += column sums
         FT_FN(rows_pass)(work, losses + i0, db, targets + i0, n, V, ignore_index, eps, scale,
                          nthreads);
         if (C == 0) continue;
         // dx_c (n,C) = dlogits_c (n,V) W (V,C)
-        if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0);
+        if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0,
+                                                      gemm_nthreads);
         // dW (V,C) (+)= dlogits_c^T (V,n) x_c (n,C)
         FT_FN(ft_internal_matmul)(gemm, dW, work, 1, xc, 0, V, n, C,
-                                  accumulate || i0 > 0 ? 1 : 0);
+                                  accumulate || i0 > 0 ? 1 : 0, gemm_nthreads);
     }
     *loss = FT_FN(ft_internal_ce_total)(losses, N, n_valid, reduction);
     return 0;

@@ -35,6 +35,18 @@ int ft_vector_exp(void) {
 #endif
 }
 
+void ft_openmp_park_team(int nthreads) {
+    // An empty region: libgomp gives the calling thread a pool of nthreads - 1 workers, which
+    // stay (asleep) for as long as that thread lives. fasttrain/threads.py says why.
+    int sink = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+#pragma omp atomic
+        sink += 1;
+    }
+    (void)sink;
+}
+
 FT_CLONES static void stream_scale_chunk(float *a, int64_t n, float s) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) a[i] *= s;

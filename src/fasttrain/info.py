@@ -46,7 +46,16 @@ def collect() -> dict:
     ]
     facts["blas_env"] = {k: v for k, v in os.environ.items()
                          if k.startswith(("OPENBLAS_", "MKL_", "GOTO", "OMP_"))}
+    facts["pools"] = pools()
     return facts
+
+
+def pools() -> dict:
+    """What fasttrain set on the thread pools of this process (fasttrain/threads.py says why)."""
+    from fasttrain.threads import LIBGOMP_STATE, POOL_MANNERS, gemm_policy, libgomp_path
+
+    return {"libgomp": libgomp_path(), **LIBGOMP_STATE, "gemm": gemm_policy(),
+            "set_while_loading": {k: v for k, v in POOL_MANNERS.items()}}
 
 
 def _cpu_name() -> str:
@@ -90,6 +99,20 @@ def report(facts: dict | None = None) -> str:
         lines.append(f"  {desc}{threads}  {lib.get('filepath') or ''}".rstrip())
     for k, v in f["blas_env"].items():
         lines.append(f"  env {k}={v}")
+    p = f.get("pools")
+    if p:
+        gemm = p["gemm"]
+        lines += [
+            "pools      (fasttrain/threads.py: why)",
+            "  libgomp  " + (p["libgomp"] or "not loaded")
+            + (" (loaded before fasttrain)" if p.get("loaded_before_fasttrain") else ""),
+            f"  spin     {p['spin'] or '-'}",
+            "  GEMMs    " + (f"on fasttrain's OpenMP team, {gemm['blas']} one thread per call"
+                             if gemm["on"] == "team" else "on the BLAS's own threads (no "
+                             "OpenBLAS found that fasttrain can switch to one thread per call)"),
+            "  set while fasttrain's libraries load, unless already set: "
+            + " ".join(f"{k}={v}" for k, v in p["set_while_loading"].items()),
+        ]
     return "\n".join(lines)
 
 

@@ -10,17 +10,24 @@ library that loads with scipy.linalg (the GEMMs of the C and Numba linear kernel
 governs them, through threadpoolctl: set_num_threads() applies it to every BLAS loaded, and a
 backend that loads a BLAS calls blas_loaded() once. Applying it costs milliseconds, so it is done
 then and never per kernel call (OpenBLAS's count is process-wide, unlike OpenMP's).
-No kernel runs an OpenMP team and BLAS threads at once (linear.c has no OpenMP region, and says
-why; linear_crossentropy.c opens its team only between its GEMMs). Between kernels both pools still busy-wait for a while after their work
-(libgomp for milliseconds, OpenBLAS up to ~0.1 s, yielding), so alternating OpenMP kernels with
-BLAS ones on 2 cores costs time: 2.3x the sum of the two alone for a cross-entropy followed by a
-linear backward (1024x4096 logits, 1024x256x256). OMP_WAIT_POLICY=passive and
-OPENBLAS_THREAD_TIMEOUT=4 in the environment bring that to about 1.25x.
+
+The C backend's GEMMs run on fasttrain's OpenMP team, not on BLAS's pool (gemm_team below):
+each thread of the team makes one single-threaded GEMM call for its block of rows. Why: every
+pool keeps its threads spinning for a while after its work, and on 2 cores a spinning pool
+takes the core the next pool needs. A process that uses fasttrain beside numpy and PyTorch holds
+four pools: libgomp (ours, and PyTorch's: both bind to the one libgomp.so.1 loaded first),
+numpy's OpenBLAS, scipy's OpenBLAS and, inside libgomp, MKL's threads. With the GEMMs on
+scipy's pool, fasttrain's linear backward at 1024x256x256 took 10-120 ms instead of 1.8 in
+rounds with numpy and torch GEMMs (torch imported first: libgomp then spins 300,000 rounds, its
+default), because each GEMM had to wake scipy's sleeping worker onto a core that libgomp's
+spinning worker held. On the team, fasttrain's OpenMP kernels and GEMMs, and PyTorch's ops,
+take turns on the same threads, which are awake when the next region starts.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 _lock = threading.Lock()
@@ -45,10 +52,13 @@ def set_num_threads(n: int) -> None:
     n = n.__index__()
     if n < 1:
         raise ValueError(f"set_num_threads expects n >= 1, got {n}")
-    global _num_threads
+    global _num_threads, _gemm_saved
     with _lock:
         _num_threads = n
         _limit_blas(n)
+        if _gemm_depth:  # a GEMM team is running: it keeps 1, and restores n when it ends
+            _gemm_saved = n
+            _gemm_blas["set"](1)
 
 
 def blas_loaded() -> None:
@@ -57,6 +67,7 @@ def blas_loaded() -> None:
     get_num_threads()  # settles the default
     with _lock:  # read under the lock: a concurrent set_num_threads() is applied after, not lost
         _limit_blas(_num_threads)
+        _find_gemm_blas()
 
 
 def _limit_blas(n: int) -> None:
@@ -84,23 +95,165 @@ def get_num_threads() -> int:
 # for the slowest thread: on 2 cores the default MLP's step took 70 ms instead of 23.5 ms.
 # Both libraries read their setting once, when they load, so fasttrain sets these two while it
 # loads them (a value the user set wins), then restores the environment, so that libraries
-# loaded later (PyTorch's own libgomp, say) see exactly what the user set. A library that was
-# already loaded keeps its setting: load fasttrain's kernels before scipy.linalg and before
-# torch (torch puts its libgomp in the global symbol scope, and our kernels would then bind to
-# it, with torch's default spinning: the step above took 30 ms instead of 20 that way).
+# loaded later see exactly what the user set. (PyTorch imported later loads no libgomp of its
+# own: its libgomp.so.1 has the same name, so the dynamic loader hands it ours.) A library that
+# was already loaded keeps its setting: PyTorch imported first brings its libgomp with the
+# default spin, which our kernels then bind to (the step above took 30 ms instead of 20 that
+# way); shorten_libgomp_spin below is what fasttrain does then.
 POOL_MANNERS = {
     "GOMP_SPINCOUNT": "1000",         # libgomp: spin briefly, then sleep on a futex
     "OPENBLAS_THREAD_TIMEOUT": "4",   # OpenBLAS: spin 2^4 cycles, then sleep
 }
 
 
+def libgomp_path() -> str | None:
+    """The libgomp mapped into this process, None if none (or not Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return next((line.split()[-1] for line in f if "libgomp" in line), None)
+    except OSError:
+        return None
+
+
+def libgomp_loaded() -> bool:
+    return libgomp_path() is not None
+
+
+# When libgomp was loaded before fasttrain (by torch, imported first: PyTorch ships a libgomp.so.1
+# and fasttrain's kernels then bind to it), it read its wait settings without POOL_MANNERS: its
+# idle workers spin 300,000 rounds. On 2 busy cores that made every OpenMP kernel wait for a
+# descheduled worker at its closing barrier: layernorm_forward at 2048x256 took 16 ms a call
+# instead of 0.4, back to back with nothing else running, and torch's own matmul 18-32 ms
+# instead of 8. libgomp cannot be told later, but its documented rule gives a way: "if there
+# are more OpenMP threads than available CPUs", its threads spin 100 rounds (GOMP_SPINCOUNT in
+# libgomp's manual). So fasttrain parks one more OpenMP thread: a Python thread runs one empty
+# region of 2 threads and then sleeps for good, its libgomp worker asleep too (two idle
+# threads, no CPU). That is one thread more than the cores when the teams already fill them
+# (fasttrain's count defaults to the cores); with fewer threads than cores the spinning costs
+# little anyway. Only when the user set neither GOMP_SPINCOUNT nor OMP_WAIT_POLICY.
+LIBGOMP_STATE = {"loaded_before_fasttrain": None, "spin": None}  # for `fasttrain info`
+
+
+_gomp_loaded_by_us = False  # libgomp first loaded inside loading_native_libraries()
+
+
+def shorten_libgomp_spin(park_team) -> None:
+    """Called once the C backend has loaded: where a libgomp loaded before fasttrain runs its
+    default spin, park a team so that it spins briefly (above: why). `park_team(n)` is
+    kernels/c/runtime.park_team."""
+    loaded_before = libgomp_loaded() and not _gomp_loaded_by_us
+    user = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
+    LIBGOMP_STATE["loaded_before_fasttrain"] = loaded_before
+    if user:
+        LIBGOMP_STATE["spin"] = "as the environment sets: " + ", ".join(
+            f"{k}={v}" for k, v in user.items())
+    elif not loaded_before:
+        LIBGOMP_STATE["spin"] = (f"GOMP_SPINCOUNT={POOL_MANNERS['GOMP_SPINCOUNT']} "
+                                 "(set by fasttrain while it loaded)")
+    else:
+        ready = threading.Event()
+
+        def parked():
+            park_team(2)
+            ready.set()
+            threading.Event().wait()  # for good: the team lives as long as this thread
+        threading.Thread(target=parked, name="fasttrain-parked-openmp-team", daemon=True).start()
+        ready.wait()
+        LIBGOMP_STATE["spin"] = ("100 rounds: loaded before fasttrain with the default spin "
+                                 "(300,000), shortened by one parked OpenMP team")
+
+
 @contextlib.contextmanager
 def loading_native_libraries():
     """Set POOL_MANNERS (unless already set) while native libraries load; restore after."""
+    global _gomp_loaded_by_us
     added = {k: v for k, v in POOL_MANNERS.items() if k not in os.environ}
+    gomp_before = libgomp_loaded()
     os.environ.update(added)
     try:
         yield
     finally:
         for k in added:
             os.environ.pop(k, None)
+        if not gomp_before and libgomp_loaded():
+            _gomp_loaded_by_us = True
+
+
+# GEMMs on fasttrain's OpenMP team.
+#
+# csrc/linear.c splits a GEMM's output rows over an OpenMP team of get_num_threads() threads,
+# and each thread calls scipy's sgemm/dgemm once for its rows. OpenBLAS's count is process-wide,
+# so for the length of the call it is set to 1 (otherwise each of those calls would start
+# OpenBLAS's own workers: 2 pools on 2 cores again) and then restored: between fasttrain's calls
+# scipy's BLAS keeps the count it had, for the user's scipy.linalg. Calls from several Python
+# threads at once nest: the first one in sets 1, the last one out restores.
+# Small GEMMs (below GEMM_TEAM_MIN multiply-adds) are one call on the calling thread, as
+# OpenBLAS itself runs them, and need no switch.
+GEMM_TEAM_MIN = 64 * 64 * 64  # csrc/linear.h's GEMM_TEAM_MIN
+
+_gemm_blas: dict | None = None  # {"filepath", "set", "get"} of the BLAS the C GEMMs call
+_gemm_depth = 0   # calls now inside gemm_team
+_gemm_saved = 0   # the BLAS count to restore when the last one leaves
+
+
+def _find_gemm_blas() -> None:
+    """Find the set/get-threads functions of the BLAS behind scipy.linalg.cython_blas: the
+    OpenBLAS in scipy's own folder (its wheels bundle one), else the only OpenBLAS loaded. None
+    found (MKL, two candidates): the GEMMs stay on that BLAS's pool, and `fasttrain info` says
+    so."""
+    global _gemm_blas
+    if _gemm_blas is not None or "scipy.linalg" not in sys.modules:
+        return
+    import ctypes
+
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    openblas = [lib["filepath"] for lib in threadpool_info()
+                if lib.get("internal_api") == "openblas"]
+    mine = [p for p in openblas if os.path.abspath(p).startswith(os.path.join(where, "scipy"))]
+    candidates = mine or (openblas if len(openblas) == 1 else [])
+    if len(candidates) != 1:
+        return
+    lib = ctypes.CDLL(candidates[0])  # already loaded: the same handle
+    for prefix, suffix in (("scipy_", ""), ("", ""), ("scipy_", "64_"), ("", "64_")):
+        setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+        getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+        if setter is not None and getter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            _gemm_blas = {"filepath": candidates[0], "set": setter, "get": getter}
+            return
+
+
+def gemm_team(macs: int) -> int:
+    """Enter a C GEMM call of `macs` multiply-adds: the team size to pass to C (1: one GEMM
+    call on BLAS's own threads, for small GEMMs or a BLAS that cannot be switched). A result
+    above 1 must be matched by gemm_team_done() after the call."""
+    n = get_num_threads()
+    if n == 1 or macs < GEMM_TEAM_MIN or _gemm_blas is None:
+        return 1
+    global _gemm_depth, _gemm_saved
+    with _lock:
+        if _gemm_depth == 0:
+            _gemm_saved = _gemm_blas["get"]()
+            _gemm_blas["set"](1)
+        _gemm_depth += 1
+    return n
+
+
+def gemm_team_done() -> None:
+    """Leave a C GEMM call that gemm_team() gave a team: the last one out restores BLAS's count."""
+    global _gemm_depth
+    with _lock:
+        _gemm_depth -= 1
+        if _gemm_depth == 0:
+            _gemm_blas["set"](_gemm_saved)
+
+
+def gemm_policy() -> dict:
+    """Where the C GEMMs run, for `fasttrain info`."""
+    if _gemm_blas is None:
+        return {"on": "blas", "blas": None}
+    return {"on": "team", "blas": _gemm_blas["filepath"]}

@@ -3,7 +3,7 @@
 Each function takes validated arguments (see fasttrain.kernels), checks again only what memory
 safety needs, and calls the C kernel with fasttrain's thread count.
 """
-from fasttrain.threads import loading_native_libraries
+from fasttrain.threads import loading_native_libraries, shorten_libgomp_spin
 
 with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (threads.py: why)
     from fasttrain.kernels.c.adamw import adamw_step, sgd_step, sum_of_squares
@@ -20,6 +20,8 @@ with loading_native_libraries():  # libgomp and scipy's OpenBLAS load here (thre
     from fasttrain.kernels.c.linear import linear_backward, linear_forward
     from fasttrain.kernels.c.linear_crossentropy import linear_cross_entropy
     from fasttrain.kernels.c.tanh import tanh_backward, tanh_forward
+    from fasttrain.kernels.c.runtime import park_team
+shorten_libgomp_spin(park_team)  # a libgomp loaded before us (torch's): threads.py
 
 __all__ = [
     "adamw_step",

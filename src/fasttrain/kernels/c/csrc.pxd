@@ -28,28 +28,30 @@ cdef extern from "fasttrain.h" nogil:
         FT_DY_FORTRAN
         FT_ERR_BLAS_INT
     int ft_linear_forward_f32(ft_gemm_f32 gemm, float *y, const float *x, const float *W,
-                              const float *b, int64_t N, int64_t C, int64_t OC, int layout)
+                              const float *b, int64_t N, int64_t C, int64_t OC, int layout,
+                              int nthreads)
     int ft_linear_forward_f64(ft_gemm_f64 gemm, double *y, const double *x, const double *W,
-                              const double *b, int64_t N, int64_t C, int64_t OC, int layout)
+                              const double *b, int64_t N, int64_t C, int64_t OC, int layout,
+                              int nthreads)
     int ft_linear_backward_f32(ft_gemm_f32 gemm, float *dx, float *dW, float *db,
                                const float *x, const float *W, const float *dy, int64_t N,
-                               int64_t C, int64_t OC, int layout, int accumulate)
+                               int64_t C, int64_t OC, int layout, int accumulate, int nthreads)
     int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
                                const double *x, const double *W, const double *dy, int64_t N,
-                               int64_t C, int64_t OC, int layout, int accumulate)
+                               int64_t C, int64_t OC, int layout, int accumulate, int nthreads)
 
     int ft_linear_crossentropy_f32(ft_gemm_f32 gemm, double *loss, float *losses, float *dx,
                                    float *dW, float *db, float *work, const float *x,
                                    const float *W, const float *b, const int64_t *targets,
                                    int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                    int64_t ignore_index, int reduction, double label_smoothing,
-                                   int accumulate, int nthreads)
+                                   int accumulate, int nthreads, int gemm_nthreads)
     int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
                                    double *dW, double *db, double *work, const double *x,
                                    const double *W, const double *b, const int64_t *targets,
                                    int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                    int64_t ignore_index, int reduction, double label_smoothing,
-                                   int accumulate, int nthreads)
+                                   int accumulate, int nthreads, int gemm_nthreads)
 
     void ft_adamw_f32(float *param, float *m, float *v, const float *grad, int64_t n,
                       int64_t step, double lr, double beta1, double beta2, double eps,
@@ -86,6 +88,7 @@ cdef extern from "fasttrain.h" nogil:
     int ft_openmp_version()
     int ft_vector_exp()
     void ft_stream_scale_f32(float *a, int64_t n, float s, int nthreads)
+    void ft_openmp_park_team(int nthreads) nogil
 
     void ft_embedding_forward_f32(float *out, const float *W, const int64_t *idx, int64_t N,
                                   int64_t K, int64_t E, int nthreads)

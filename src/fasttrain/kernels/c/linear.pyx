@@ -17,7 +17,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fasttrain.threads import blas_loaded
+from fasttrain.threads import blas_loaded, gemm_team, gemm_team_done
 
 from blas cimport blas_function
 from csrc cimport (FT_DY_FORTRAN, FT_ERR_BLAS_INT, FT_W_FORTRAN, FT_X_FORTRAN, ft_gemm_f32,
@@ -79,12 +79,18 @@ cdef int _forward(real[:, ::1] y, const real[:, ::1] x, const real[:, ::1] W, co
     cdef const real *bias = NULL
     if b is not None and OC > 0:
         bias = &b[0]
-    cdef int err
-    with nogil:
-        if real is float:
-            err = ft_linear_forward_f32(_sgemm, _out(y), _in(x), _in(W), bias, N, C, OC, layout)
-        else:
-            err = ft_linear_forward_f64(_dgemm, _out(y), _in(x), _in(W), bias, N, C, OC, layout)
+    cdef int err, nthreads = gemm_team(N * C * OC)  # threads.py: the GEMMs on our team
+    try:
+        with nogil:
+            if real is float:
+                err = ft_linear_forward_f32(_sgemm, _out(y), _in(x), _in(W), bias, N, C, OC,
+                                            layout, nthreads)
+            else:
+                err = ft_linear_forward_f64(_dgemm, _out(y), _in(x), _in(W), bias, N, C, OC,
+                                            layout, nthreads)
+    finally:
+        if nthreads > 1:
+            gemm_team_done()
     if err == FT_ERR_BLAS_INT:
         raise ValueError(f"linear_forward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
     return 0
@@ -117,14 +123,18 @@ cdef int _backward(real[:, ::1] dx, real[:, ::1] dW, real[::1] db, const real[:,
         raise ValueError("linear_backward (C backend): shapes do not match")
     cdef real *dx_p = NULL if dx is None else _out(dx)
     cdef real *db_p = NULL if db is None or OC == 0 else &db[0]
-    cdef int err
-    with nogil:
-        if real is float:
-            err = ft_linear_backward_f32(_sgemm, dx_p, _out(dW), db_p, _in(x), _in(W), _in(dy),
-                                         N, C, OC, layout, accumulate)
-        else:
-            err = ft_linear_backward_f64(_dgemm, dx_p, _out(dW), db_p, _in(x), _in(W), _in(dy),
-                                         N, C, OC, layout, accumulate)
+    cdef int err, nthreads = gemm_team(N * C * OC)  # threads.py: the GEMMs on our team
+    try:
+        with nogil:
+            if real is float:
+                err = ft_linear_backward_f32(_sgemm, dx_p, _out(dW), db_p, _in(x), _in(W),
+                                             _in(dy), N, C, OC, layout, accumulate, nthreads)
+            else:
+                err = ft_linear_backward_f64(_dgemm, dx_p, _out(dW), db_p, _in(x), _in(W),
+                                             _in(dy), N, C, OC, layout, accumulate, nthreads)
+    finally:
+        if nthreads > 1:
+            gemm_team_done()
     if err == FT_ERR_BLAS_INT:
         raise ValueError(f"linear_backward: (N, C, OC) = {(N, C, OC)} exceeds BLAS's 32-bit int")
     return 0

@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fasttrain.threads import blas_loaded, get_num_threads
+from fasttrain.threads import blas_loaded, gemm_team, gemm_team_done, get_num_threads
 
 from blas cimport blas_function
 from csrc cimport (FT_ERR_BLAS_INT, FT_REDUCTION_MEAN, FT_REDUCTION_NONE, FT_REDUCTION_SUM,
@@ -43,13 +43,18 @@ def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reductio
     losses = np.empty(N, dtype=x.dtype)                     # (N,)
     cdef double loss
     cdef int red = _REDUCTIONS[reduction]
-    cdef int nthreads = get_num_threads()  # the rows between the GEMMs (csrc/ says how)
-    if x.dtype == np.float32:
-        loss = _lce[float](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
-                           label_smoothing, accumulate, nthreads)
-    else:
-        loss = _lce[double](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index, red,
-                            label_smoothing, accumulate, nthreads)
+    # the team of the rows between the GEMMs (csrc/ says how), and of the GEMMs (threads.py)
+    cdef int team = gemm_team(rows * C * V), nthreads = get_num_threads()
+    try:
+        if x.dtype == np.float32:
+            loss = _lce[float](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index,
+                               red, label_smoothing, accumulate, nthreads, team)
+        else:
+            loss = _lce[double](losses, dx, dW, db, work, x, W, b, targets, rows, ignore_index,
+                                red, label_smoothing, accumulate, nthreads, team)
+    finally:
+        if team > 1:
+            gemm_team_done()
     return (losses if red == FT_REDUCTION_NONE else loss), dx, dW, db
 
 
@@ -80,7 +85,8 @@ cdef inline const real *_in1(const real[::1] a) noexcept nogil:
 cdef double _lce(real[::1] losses, real[:, ::1] dx, real[:, ::1] dW, real[::1] db,
                  real[:, ::1] work, const real[:, ::1] x, const real[:, ::1] W, const real[::1] b,
                  const int64_t[::1] targets, int64_t rows, int64_t ignore_index, int red,
-                 double eps, bint accumulate, int nthreads) except? -1:
+                 double eps, bint accumulate, int nthreads,
+                 int gemm_nthreads) except? -1:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], V = W.shape[0]
     if (W.shape[1] != C or dW.shape[0] != V or dW.shape[1] != C or targets.shape[0] != N
             or losses.shape[0] != N or (b is not None and b.shape[0] != V)
@@ -98,11 +104,13 @@ cdef double _lce(real[::1] losses, real[:, ::1] dx, real[:, ::1] dW, real[::1] d
         if real is float:
             err = ft_linear_crossentropy_f32(_sgemm, &loss, _ptr1(losses), dx_p, _ptr2(dW), db_p,
                                              _ptr2(work), _in2(x), _in2(W), b_p, t_p, N, C, V,
-                                             rows, ignore_index, red, eps, accumulate, nthreads)
+                                             rows, ignore_index, red, eps, accumulate, nthreads,
+                                             gemm_nthreads)
         else:
             err = ft_linear_crossentropy_f64(_dgemm, &loss, _ptr1(losses), dx_p, _ptr2(dW), db_p,
                                              _ptr2(work), _in2(x), _in2(W), b_p, t_p, N, C, V,
-                                             rows, ignore_index, red, eps, accumulate, nthreads)
+                                             rows, ignore_index, red, eps, accumulate, nthreads,
+                                             gemm_nthreads)
     if err == FT_ERR_BLAS_INT:
         raise ValueError(f"linear_cross_entropy: (N, C, V) = {(N, C, V)} exceeds BLAS's "
                          "32-bit int")

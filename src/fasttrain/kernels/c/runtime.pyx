@@ -3,7 +3,8 @@
 in-place streaming probe that `fasttrain bench` divides bandwidth-bound kernels by."""
 from libc.stdint cimport int64_t
 
-from csrc cimport ft_openmp_version, ft_simd_level, ft_stream_scale_f32, ft_vector_exp
+from csrc cimport (ft_openmp_park_team, ft_openmp_version, ft_simd_level, ft_stream_scale_f32,
+                   ft_vector_exp)
 
 
 def simd_level():
@@ -27,3 +28,10 @@ def stream_scale(float[::1] a, float s, int nthreads):
         return
     with nogil:
         ft_stream_scale_f32(&a[0], a.shape[0], s, nthreads)
+
+
+def park_team(int nthreads):
+    """Run one empty OpenMP region of nthreads on this thread: libgomp keeps its nthreads - 1
+    workers (asleep) while this thread lives (fasttrain.threads.shorten_libgomp_spin)."""
+    with nogil:
+        ft_openmp_park_team(nthreads)

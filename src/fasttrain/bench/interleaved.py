@@ -1,0 +1,210 @@
+"""fasttrain's kernels inside a user's process: each C kernel timed alone and interleaved with
+numpy's and PyTorch's own work, as a program that uses all three runs it.
+
+Settings (the contenders), each a fresh process with the same thread count everywhere:
+
+    alone             the kernel back to back, nothing else in the rounds (torch not imported)
+    mix numpy         rounds of [numpy's GEMMs, kernel]
+    mix torch first   rounds of [numpy's GEMMs, torch's ops, kernel], torch imported before
+                      fasttrain (its libgomp is then the one loaded)
+    mix torch after   the same, torch imported after fasttrain's kernels loaded
+
+(named "mix ..." so that the table's vs-numpy and vs-torch columns, which are about the numpy
+and torch contenders of the other cases, stay empty here: compare each row with `alone`).
+
+numpy's GEMMs are a linear backward's (dy @ W, dy.T @ x, dy.sum(0) at 1024x256x256, on numpy's
+OpenBLAS); torch's ops are the same three in torch (MKL, on libgomp's threads). The pools these
+bring are what fasttrain/threads.py is about. A round times one call of the kernel; a sample is
+the median of BLOCK rounds; the process does ROUNDS_PER_RUN samples at once and the harness
+takes them one per round. `gpt chain` is a GPT MLP block's order: layernorm_forward ->
+linear_forward (C -> 4C) -> gelu_forward -> linear_forward (4C -> C), at N x C.
+
+    fasttrain bench --kernels interleaved [--shapes 2048x256,2048x1024] [--rounds 5]
+
+The shape is the chain's (N, C); the other kernels run at one fixed shape each (KERNELS).
+Named only (DEFAULT = False): about a minute of subprocesses.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from fasttrain.bench._case import Case
+
+ORDER = 97
+DEFAULT = False
+ALIASES = ("mixed", "pools")
+SHAPES = [(2048, 256), (2048, 1024)]  # (N, C) of the gpt chain
+QUICK = SHAPES[:1]
+TINY = [(64, 32)]
+SETTINGS = ("alone", "mix numpy", "mix torch first", "mix torch after")
+BLOCK = 9             # rounds per sample
+ROUNDS_PER_RUN = 5    # samples one process gives
+OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
+# kernel: its shape (the full run's; tiny runs shrink every dimension)
+KERNELS = {
+    "linear forward": (1024, 256, 256),
+    "linear backward": (1024, 256, 256),
+    "layernorm forward": (2048, 256),
+    "gelu forward": (1024, 512),
+    "tanh forward": (1024, 512),
+    "crossentropy fwd+bwd": (4096, 256),
+    "embedding forward": (256, 64, 8192),
+    "attention forward": (4, 4, 128, 64),
+    "adamw step": (1_000_000,),
+}
+
+
+def label(shape):
+    return "N{} C{}".format(*shape)
+
+
+def _calls(shape, tiny):
+    """{kernel name: zero-argument call on the C backend}, inputs made once."""
+    import numpy as np
+
+    from fasttrain import kernels as K
+
+    r = np.random.default_rng(0)
+
+    def a(*s):
+        return r.standard_normal(s, dtype=np.float32)
+
+    def dims(s):
+        return tuple(max(2, d // 32) for d in s) if tiny else s
+
+    calls = {}
+    N, C, OC = dims(KERNELS["linear forward"])
+    x, W, b, dy = a(N, C), a(OC, C), a(OC), a(N, OC)
+    y, dx, dW, db = (np.empty((N, OC), np.float32), np.empty_like(x), np.empty_like(W),
+                     np.empty_like(b))
+    calls["linear forward"] = lambda: K.linear_forward(x, W, b, out=y)
+    calls["linear backward"] = lambda: K.linear_backward(x, W, dy, dx=dx, dW=dW, db=db)
+    N, C = dims(KERNELS["layernorm forward"])
+    lx, lw, lb, ly = a(N, C), a(C), a(C), np.empty((N, C), np.float32)
+    calls["layernorm forward"] = lambda: K.layernorm_forward(lx, lw, lb, out=ly)
+    h = a(*dims(KERNELS["gelu forward"]))
+    hy = np.empty_like(h)
+    calls["gelu forward"] = lambda: K.gelu_forward(h, out=hy)
+    calls["tanh forward"] = lambda: K.tanh_forward(h, out=hy)
+    N, V = dims(KERNELS["crossentropy fwd+bwd"])
+    logits, targets = a(N, V), r.integers(0, V, N)
+    dlogits = np.empty_like(logits)
+    calls["crossentropy fwd+bwd"] = lambda: K.softmax_cross_entropy(logits, targets, out=dlogits)
+    V, E, N = dims(KERNELS["embedding forward"])
+    wte, idx, ey = a(V, E), r.integers(0, V, N), np.empty((N, E), np.float32)
+    calls["embedding forward"] = lambda: K.embedding_forward(idx, wte, out=ey)
+    B, H, T, hs = dims(KERNELS["attention forward"])
+    qkv = a(B, T, 3 * H * hs)
+    calls["attention forward"] = lambda: K.attention_forward(qkv, H)
+    (n,) = dims(KERNELS["adamw step"])
+    p, g, m, v = a(n), a(n), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    calls["adamw step"] = lambda: K.adamw_step(p, g, m, v, step=1, lr=1e-3)
+    # the GPT MLP block's order of OpenMP kernels and GEMMs
+    N, C = shape
+    cx, cw, cb = a(N, C), 1 + 0.1 * a(C), 0.1 * a(C)
+    W1, b1, W2, b2 = 0.02 * a(4 * C, C), a(4 * C), 0.02 * a(C, 4 * C), a(C)
+    cn, c1, c2, c3 = (np.empty((N, C), np.float32), np.empty((N, 4 * C), np.float32),
+                      np.empty((N, 4 * C), np.float32), np.empty((N, C), np.float32))
+
+    def chain():
+        K.layernorm_forward(cx, cw, cb, out=cn)
+        K.linear_forward(cn, W1, b1, out=c1)
+        K.gelu_forward(c1, out=c2)
+        K.linear_forward(c2, W2, b2, out=c3)
+    calls["gpt chain"] = chain
+    return calls
+
+
+def _others(setting, tiny):
+    """The work interleaved with each kernel call in `setting`: numpy's GEMMs, then torch's."""
+    import numpy as np
+
+    if setting == "alone":
+        return []
+    N, C, OC = (max(2, d // 32) for d in OTHER_SHAPE) if tiny else OTHER_SHAPE
+    r = np.random.default_rng(1)
+    x, W, dy = (r.standard_normal(s, dtype=np.float32) for s in ((N, C), (OC, C), (N, OC)))
+
+    def numpy_ops():
+        dy @ W, dy.T @ x, dy.sum(0)
+    if setting == "mix numpy":
+        return [numpy_ops]
+    import torch
+
+    xt, Wt, dyt = (torch.from_numpy(t) for t in (x, W, dy))
+
+    def torch_ops():
+        dyt @ Wt, dyt.T @ xt, dyt.sum(0)
+    return [numpy_ops, torch_ops]
+
+
+def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
+    """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, and the
+    libgomp and BLAS libraries it ran with."""
+    if setting == "mix torch first":
+        import torch  # noqa: F401  (before fasttrain: its libgomp is the one loaded)
+    import fasttrain
+    from fasttrain.kernels._backends import load
+
+    load("c")
+    if "torch" in setting:
+        import torch
+
+        torch.set_num_threads(threads)
+    fasttrain.set_num_threads(threads)
+    calls, others = _calls(tuple(shape), tiny), _others(setting, tiny)
+    out = {}
+    for name, call in calls.items():
+        for f in (call, *others, call):
+            f()
+        rounds = []
+        for _ in range(samples * BLOCK):
+            for f in others:
+                f()
+            t0 = time.perf_counter()
+            call()
+            rounds.append(time.perf_counter() - t0)
+        out[name] = [statistics.median(rounds[i:i + BLOCK]) for i in range(0, len(rounds), BLOCK)]
+    with open("/proc/self/maps") as f:  # which libgomp: torch's or the system's (threads.py)
+        libs = sorted({line.split()[-1] for line in f if "gomp" in line or "openblas" in line})
+    print("RESULT " + json.dumps({"times": out, "libs": libs}), flush=True)
+
+
+def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
+    from fasttrain.threads import get_num_threads
+
+    code = ("import sys; from fasttrain.bench.interleaved import worker; worker(sys.argv[1], "
+            "[int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
+    cmd = [sys.executable, "-c", code, setting, "x".join(map(str, shape)), str(get_num_threads()),
+           str(samples), "1" if tiny else "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{setting}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    return json.loads(lines[0][len("RESULT "):])
+
+
+def cases(shapes, torch_names):
+    settings = [s for s in SETTINGS if torch_names or "torch" not in s]
+    pending: dict = {}  # (setting, shape): {kernel: samples not yet taken}, shared by the cases
+
+    def sample(setting, shape, kernel):
+        key = (setting, tuple(shape))
+        if not pending.get(key, {}).get(kernel):
+            tiny = min(shape) < 128
+            pending[key] = run_worker(setting, shape, 2 if tiny else ROUNDS_PER_RUN, tiny)["times"]
+        return pending[key][kernel].pop(0)
+
+    def case(shape, kernel):
+        def setup(names):
+            return {n: (lambda n=n: sample(n, shape, kernel)) for n in names}
+        where = label(shape) if kernel == "gpt chain" else "x".join(map(str, KERNELS[kernel]))
+        return Case("interleaved", kernel, where, settings, setup, self_timed=True)
+    return [case(s, k) for s in shapes for k in ([*KERNELS, "gpt chain"] if s == shapes[0]
+                                                 else ["gpt chain"])]
+
