@@ -431,3 +431,14 @@ def test_torch_gpt_patched_trains_like_the_stock_model():
     diff = max(abs(a - b) for a, b in zip(curves["stock"], curves["fast"]))
     assert diff <= 1e-4, f"loss curves differ by {diff:.3g}"
     assert curves["fast"][-1] < curves["fast"][0] - 0.5  # and it learned
+
+
+def test_bench_case_contenders_compute_the_same_step():
+    from fasttrain.bench import torch_face
+
+    for case in torch_face.cases(torch_face.TINY, ["torch"]):
+        calls = case.setup(case.contenders)
+        results = {name: call() for name, call in calls.items()}
+        if case.op == "train step":  # the same first loss from the same weights and batch
+            losses = list(results.values())
+            assert max(losses) - min(losses) < 1e-5, results

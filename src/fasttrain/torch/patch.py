@@ -24,18 +24,19 @@ from fasttrain.torch import functional as F
 from fasttrain.torch import nn
 
 
-def patch(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap fasttrain's kernels into `model` in place (see the module docstring); returns it."""
+def patch(model: torch.nn.Module, *, layers: bool = True, loss: bool = True) -> torch.nn.Module:
+    """Swap fasttrain's kernels into `model` in place (see the module docstring); returns it.
+    layers=False keeps PyTorch's LayerNorm, GELU and blocks; loss=False keeps the forward."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"patch expects a torch.nn.Module, got {type(model).__name__}")
-    for module in model.modules():
+    for module in model.modules() if layers else ():
         if type(module) is torch.nn.LayerNorm and len(module.normalized_shape) == 1:
             module.__class__ = nn.LayerNorm
         elif type(module) is torch.nn.GELU and module.approximate == "tanh":
             module.__class__ = nn.GELU
         elif _is_block(module):
             module.forward = types.MethodType(_block_forward, module)
-    if all(hasattr(model, a) for a in ("wte", "wpe", "h", "ln_f")):
+    if loss and all(hasattr(model, a) for a in ("wte", "wpe", "h", "ln_f")):
         model.forward = types.MethodType(_gpt_forward, model)
     return model
 
