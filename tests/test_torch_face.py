@@ -406,6 +406,26 @@ def test_params_without_grad_are_skipped_and_replaced_grads_taken_back():
     assert len(opt.state[ours.fc2.bias]) == 0
 
 
+def test_add_param_group_and_replaced_data_keep_matching_torch():
+    torch.manual_seed(4)
+    ref = Small()
+    ours = copy.deepcopy(ref)
+    g_ref, g_ours = groups(ref), groups(ours)
+    opt_ref = torch.optim.AdamW(g_ref[:1], lr=1e-2, fused=True)
+    opt = ft.AdamW(g_ours[:1], lr=1e-2)
+    data = batches(10, seed=6)
+    train(ref, opt_ref, data[:5])
+    train(ours, opt, data[:5])
+    opt_ref.add_param_group(g_ref[1])
+    opt.add_param_group(g_ours[1])                     # a new, larger arena; the state moves
+    for p in ours.parameters():
+        p.data = p.data.clone()                        # other code replaces .data
+    train(ref, opt_ref, data[5:])
+    train(ours, opt, data[5:])
+    assert_same_params(ours, ref, 5e-6)
+    assert ours.fc1.weight.data_ptr() == opt._flat_params.data_ptr()  # back in the arena
+
+
 # ---------------------------------------------------------------------------------------------
 # a nanoGPT-style model with fasttrain's kernels and AdamW swapped in
 

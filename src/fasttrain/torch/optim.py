@@ -123,9 +123,8 @@ class _ArenaOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             for p, (lo, hi) in zip(self._params, self._spans):
                 view = self._flat_params[lo:hi]
-                if p.data_ptr() != view.data_ptr() or p.numel() != hi - lo:
-                    if p.shape != p.data.shape or p.numel() != hi - lo or p.dtype != view.dtype \
-                            or p.device.type != "cpu":
+                if p.data_ptr() != view.data_ptr():
+                    if p.numel() != hi - lo or p.dtype != view.dtype or p.device.type != "cpu":
                         raise RuntimeError("a parameter changed shape, dtype or device after the "
                                            "optimizer was made: make the optimizer again")
                     view.view_as(p).copy_(p)
