@@ -204,9 +204,10 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor
     tied embedding's weight works as is); target: x.shape[:-1] integer class indices; bias:
     (V,) or None. The forward runs the head and the loss chunk by chunk of rows and computes
     the gradients of x, weight and bias at once (only of those that require grad; weight's
-    always); the backward scales them by the upstream gradient (no pass at all when it is
-    1, as after loss.backward()). So the forward holds dx (N, C) and dW (V, C) until the
-    backward, instead of the logits (N, V) and their gradient.
+    always, even under torch.no_grad(): the kernel has no loss-only mode); the backward
+    scales them by the upstream gradient (no pass at all when it is 1, as after
+    loss.backward()). So the forward holds dx (N, C) and dW (V, C) until the backward, instead
+    of the logits (N, V) and their gradient.
 
     reduction: "mean" or "sum". "none" is refused (NotImplementedError): the kernel returns
     the gradient of the sum of the row losses, so a per-row upstream gradient would give a
@@ -227,6 +228,8 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
         raise ValueError(f"weight must have shape (V, C) = (V, {x.shape[-1]}) to match x "
                          f"{tuple(x.shape)}, got {tuple(weight.shape)}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     if target.shape != x.shape[:-1]:
         raise ValueError(f"target must have shape {tuple(x.shape[:-1])} (x's without its last "
                          f"axis), got {tuple(target.shape)}")
