@@ -217,7 +217,7 @@ def test_no_grad_forward_and_modules():
      "attn_mask"),
     (lambda: ft.scaled_dot_product_attention(randn(1, 1, 3, 2), randn(1, 1, 4, 2),
                                              randn(1, 1, 4, 2)), "self-attention"),
-    (lambda: ft.AdamW([torch.zeros(2, requires_grad=True)], amsgrad=True), "amsgrad"),
+    (lambda: ft.AdamW([torch.zeros(2, requires_grad=True)], capturable=True), "capturable"),
     (lambda: ft.SGD([torch.zeros(2, requires_grad=True)], momentum=0.9, dampening=0.1),
      "dampening"),
     (lambda: ft.nn.LayerNorm((3, 4)), "normalized_shape"),
@@ -368,10 +368,12 @@ def test_adamw_state_dict_switches_both_ways(first):
     assert_same_params(again, model, 0.0)
 
 
-def test_adamw_maximize_and_sgd_match_torch():
+def test_adamw_maximize_amsgrad_and_sgd_match_torch():
     for make_ours, make_ref in [
         (lambda ps: ft.AdamW(ps, lr=1e-2, maximize=True),
          lambda ps: torch.optim.AdamW(ps, lr=1e-2, maximize=True)),
+        (lambda ps: ft.AdamW(ps, lr=1e-2, amsgrad=True),
+         lambda ps: torch.optim.AdamW(ps, lr=1e-2, amsgrad=True, fused=True)),
         (lambda ps: ft.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
          lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
         (lambda ps: ft.SGD(ps, lr=0.05, maximize=True, weight_decay=1e-2),
@@ -385,9 +387,15 @@ def test_adamw_maximize_and_sgd_match_torch():
         train(ref, opt_ref, data)
         train(ours, opt, data)
         assert_same_params(ours, ref, 5e-6)
-        other = copy.deepcopy(ours)  # the SGD/AdamW state_dict loads into torch's too
-        opt_t = make_ref(groups(other))
-        opt_t.load_state_dict(opt.state_dict())
+        # the state_dict loads into torch's, and torch's into ours: both continue alike
+        other, again = copy.deepcopy(ours), copy.deepcopy(ref)
+        opt_t, opt_f = make_ref(groups(other)), make_ours(groups(again))
+        opt_t.load_state_dict(copy.deepcopy(opt.state_dict()))
+        opt_f.load_state_dict(copy.deepcopy(opt_ref.state_dict()))
+        more = batches(5, seed=8)
+        train(other, opt_t, more)
+        train(again, opt_f, more)
+        assert_same_params(again, other, 5e-6)
 
 
 def test_params_without_grad_are_skipped_and_replaced_grads_taken_back():

@@ -21,7 +21,7 @@ CLIP_EPS = 1e-6
 
 
 def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-               weight_decay=0.0, grad_scale=1.0, backend=None):
+               weight_decay=0.0, grad_scale=1.0, v_max=None, backend=None):
     """One AdamW step, in place, in one pass over param, grad, m and v.
 
     The same update as ``torch.optim.AdamW(params, lr, betas=(beta1, beta2), eps, weight_decay)``
@@ -31,7 +31,9 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
         param *= 1 - lr * weight_decay                   # decoupled weight decay
         m = lerp(m, g, 1 - beta1)                        # = beta1*m + (1 - beta1)*g
         v = beta2 * v + (1 - beta2) * g * g
-        denom = sqrt(v) / sqrt(1 - beta2**step) + eps    # eps outside the square root
+        v_max = maximum(v_max, v)                        # AMSGrad only (v_max given)
+        denom = sqrt(v) / sqrt(1 - beta2**step) + eps    # eps outside the square root;
+                                                         # sqrt(v_max) with AMSGrad
         param -= lr / (1 - beta1**step) * m / denom
 
     Bias corrections are computed once per call, in double. The float32 and float64 results are
@@ -50,7 +52,10 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
         eps: > 0, added to the bias-corrected sqrt(v).
         weight_decay: >= 0; decoupled: param is scaled by 1 - lr * weight_decay.
         grad_scale: multiplies the gradient as it is read (a clipping coefficient, see
-            clip_grad_norm and clip_coef, or 1 / loss scale); NaN or Inf propagate like data.
+            clip_grad_norm and clip_coef, or 1 / loss scale; -1 is torch's maximize=True);
+            NaN or Inf propagate like data.
+        v_max: AMSGrad (torch's amsgrad=True): the running maximum of v, same shape and dtype,
+            zeros before step 1; updated (=), NaN propagating as torch.maximum. None: AdamW.
         backend: "c", "numba" or "numpy"; None uses fasttrain.get_backend().
 
     Raises:
@@ -70,10 +75,13 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     eps = _checks.real_range("eps", eps, 0.0, np.inf, lo_open=True, hi_open=True)
     weight_decay = _checks.real_range("weight_decay", weight_decay, 0.0, np.inf, hi_open=True)
     grad_scale = _checks.real_number("grad_scale", grad_scale)
-    _checks.inplace_arrays({"param": param, "grad": grad, "m": m, "v": v}, read_only=("grad",))
+    arrays = {"param": param, "grad": grad, "m": m, "v": v}
+    if v_max is not None:
+        arrays["v_max"] = v_max
+    _checks.inplace_arrays(arrays, read_only=("grad",))
     kernel = implementation("adamw_step", backend)
     kernel(param, grad, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-           weight_decay=weight_decay, grad_scale=grad_scale)
+           weight_decay=weight_decay, grad_scale=grad_scale, v_max=v_max)
 
 
 def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,

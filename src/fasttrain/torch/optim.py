@@ -25,8 +25,9 @@ What differs from torch.optim, on purpose:
     as torch does, and a grad tensor that autograd or the user put in place of the view is
     copied into the arena at the next step.
   - foreach and fused are accepted and ignored: the step is always one fused pass.
-    amsgrad=True (AdamW), dampening != 0 (SGD), capturable=True and differentiable=True raise
-    NotImplementedError: the kernels do not keep max(v) or dampen yet.
+    dampening != 0 (SGD), capturable=True and differentiable=True raise NotImplementedError
+    (the kernel does not dampen yet; CPU only; no autograd through a step). amsgrad=True is the
+    kernel's v_max (one more buffer, 8 more bytes moved per parameter).
   - maximize=True costs nothing: the kernels read the gradient with grad_scale = -1.
   - All params must be CPU tensors of one dtype, float32 or float64, and must not be moved
     (.to(), .cuda()) after the optimizer is made: a param whose .data was replaced is copied
@@ -50,10 +51,14 @@ def _unsupported(name, value, default, why):
 class _ArenaOptimizer(torch.optim.Optimizer):
     """What AdamW and SGD share: the flat buffers, the views, the state round trip.
 
-    Subclasses set _state_keys (the per-param state held in flat buffers), _check_group(group)
-    and _step_run(group, lo, hi, steps) for one kernel call over the flat range [lo, hi)."""
+    Subclasses give _wanted_keys() (the per-param state held in flat buffers, for the groups as
+    they are), _check_group(group) and _step_run(group, lo, hi, run) for one kernel call over
+    the flat range [lo, hi)."""
 
-    _state_keys: tuple[str, ...] = ()
+    _state_keys: tuple[str, ...] = ()  # the flat state buffers allocated by the last _build
+
+    def _wanted_keys(self) -> tuple[str, ...]:
+        return ()
 
     def __init__(self, params, defaults):
         self._built = False
@@ -88,6 +93,7 @@ class _ArenaOptimizer(torch.optim.Optimizer):
             if not p.is_leaf:
                 raise ValueError(f"parameter {i} is not a leaf tensor: an optimizer can only "
                                  "update leaves")
+        self._state_keys = self._wanted_keys()
         align = _ALIGN_BYTES // dtype.itemsize
         spans, offset = [], 0
         for p in params:
@@ -155,6 +161,8 @@ class _ArenaOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._sync()
         index = {id(p): i for i, p in enumerate(self._params)}
+        if self._wanted_keys() != self._state_keys:
+            self._build()  # a group turned on a state buffer (AdamW's amsgrad)
         for group in self.param_groups:
             self._check_group(group)
             run: list[int] = []  # consecutive params (indices) of one step count
@@ -166,7 +174,7 @@ class _ArenaOptimizer(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if not state:
-                    self._init_state(p, state, i)
+                    self._init_state(group, p, state, i)
                 if run and (i != run[-1] + 1 or self._step_of(run[-1]) != self._step_of(i)):
                     self._flush(group, run)
                     run = []
@@ -179,9 +187,9 @@ class _ArenaOptimizer(torch.optim.Optimizer):
             lo, hi = self._spans[run[0]][0], self._spans[run[-1]][1]
             self._step_run(group, lo, hi, run)
 
-    def _init_state(self, p, state, i) -> None:
+    def _init_state(self, group, p, state, i, keys=None) -> None:
         lo, hi = self._spans[i]
-        for k in self._state_keys:
+        for k in self._state_keys if keys is None else keys:
             state[k] = self._flat_state[k][lo:hi].view_as(p)
 
     def _step_of(self, i) -> int:
@@ -192,6 +200,8 @@ class _ArenaOptimizer(torch.optim.Optimizer):
         """Load a state_dict saved by this optimizer or by its torch.optim twin; the state is
         copied into the arena and the params and grads stay where they are."""
         super().load_state_dict(state_dict)  # self.state[p]: new tensors cast to p's dtype
+        if self._wanted_keys() != self._state_keys:
+            self._build()  # the loaded groups want other state buffers (amsgrad)
         with torch.no_grad():
             for i, p in enumerate(self._params):
                 lo, hi = self._spans[i]
@@ -217,11 +227,14 @@ class AdamW(_ArenaOptimizer):
     Each step is fasttrain.kernels.adamw_step over each param group's range of the arena (the
     update of torch.optim.AdamW's single-tensor path, formula for formula; within a few ulp of
     its fused=True path). state[p] holds "step" (a 0-d float32 tensor, as torch's), "exp_avg"
-    and "exp_avg_sq" (views of the arena's m and v buffers). See the module docstring for what
-    differs (zero_grad, amsgrad).
+    and "exp_avg_sq" (views of the arena's m and v buffers), and with amsgrad=True
+    "max_exp_avg_sq" (a view of a third buffer, allocated only then). See the module docstring
+    for what differs (zero_grad).
     """
 
-    _state_keys = ("exp_avg", "exp_avg_sq")
+    def _wanted_keys(self):
+        amsgrad = any(g["amsgrad"] for g in self.param_groups)
+        return ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ()))
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
                  amsgrad=False, maximize=False, foreach=None, capturable=False,
@@ -249,15 +262,15 @@ class AdamW(_ArenaOptimizer):
                        for p in self._params]
 
     def _check_group(self, group):
-        _unsupported("amsgrad", group["amsgrad"], False, "the kernel keeps no max(v)")
         _unsupported("capturable", group["capturable"], False, "CPU only")
         _unsupported("differentiable", group["differentiable"], False, "no autograd through step")
         _unsupported("decoupled_weight_decay", group.get("decoupled_weight_decay", True), True,
                      "AdamW's decay is decoupled")
 
-    def _init_state(self, p, state, i):
+    def _init_state(self, group, p, state, i):
         state["step"] = torch.tensor(0.0, dtype=torch.float32)  # as torch.optim.AdamW's
-        super()._init_state(p, state, i)
+        keys = ("exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if group["amsgrad"] else ()))
+        super()._init_state(group, p, state, i, keys)
         self._steps[i] = 0
 
     def _adopt(self, p, state, i):
@@ -276,7 +289,8 @@ class AdamW(_ArenaOptimizer):
                    a["exp_avg_sq"][lo:hi], step=step, lr=float(group["lr"]), beta1=float(beta1),
                    beta2=float(beta2), eps=float(group["eps"]),
                    weight_decay=float(group["weight_decay"]),
-                   grad_scale=-1.0 if group["maximize"] else 1.0)
+                   grad_scale=-1.0 if group["maximize"] else 1.0,
+                   v_max=a["max_exp_avg_sq"][lo:hi] if group["amsgrad"] else None)
         for i in run:
             self._steps[i] = step
         torch._foreach_add_([self.state[self._params[i]]["step"] for i in run], 1.0)
@@ -291,7 +305,8 @@ class SGD(_ArenaOptimizer):
     does not dampen yet).
     """
 
-    _state_keys = ("momentum_buffer",)
+    def _wanted_keys(self):
+        return ("momentum_buffer",) if any(g["momentum"] for g in self.param_groups) else ()
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, foreach=None, differentiable=False,
@@ -314,7 +329,7 @@ class SGD(_ArenaOptimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _init_state(self, p, state, i):
+    def _init_state(self, group, p, state, i):
         pass  # the buffer appears at the first step with momentum, as torch's
 
     def _step_run(self, group, lo, hi, run):

@@ -51,11 +51,11 @@ cdef extern from "fasttrain.h" nogil:
                                    int64_t ignore_index, int reduction, double label_smoothing,
                                    int accumulate, int nthreads)
 
-    void ft_adamw_f32(float *param, float *m, float *v, const float *grad, int64_t n,
+    void ft_adamw_f32(float *param, float *m, float *v, float *v_max, const float *grad, int64_t n,
                       int64_t step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double grad_scale, int nthreads)
-    void ft_adamw_f64(double *param, double *m, double *v, const double *grad, int64_t n,
-                      int64_t step, double lr, double beta1, double beta2, double eps,
+    void ft_adamw_f64(double *param, double *m, double *v, double *v_max, const double *grad,
+                      int64_t n, int64_t step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double grad_scale, int nthreads)
     void ft_sgd_f32(float *param, float *buf, const float *grad, int64_t n, double lr,
                     double momentum, int nesterov, double weight_decay, double grad_scale,
