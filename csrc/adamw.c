@@ -131,22 +131,24 @@ void FT_FN(ft_adamw)(real *param, real *m, real *v, real *v_max, const real *gra
 }
 
 // ----------------------------------------------------------------------------------------------
-// SGD with momentum (torch.optim.SGD, dampening 0)
+// SGD with momentum (torch.optim.SGD)
 
-// With g = scale*grad:  g += wd*p (if wd != 0);  buf = buf*momentum + g, then g = buf or, with
-// nesterov, g + momentum*buf (if momentum != 0);  p += -lr*g. Each case is its own loop (the flags
+// With g = scale*grad:  g += wd*p (if wd != 0);  buf = buf*momentum + (1 - dampening)*g, then
+// g = buf or, with nesterov, g + momentum*buf (if momentum != 0);  p += -lr*g. (torch's first
+// step copies g into a new buffer undampened: the caller passes dampening 0 for a fresh, zero
+// buffer. Without dampening the factor is exactly 1 and g*1 == g: the same bits as without it.) Each case is its own loop (the flags
 // are constants after inlining), so no loop tests them per element and, without momentum, buf is
 // neither read nor written. wd = 0 skips the term, as torch does: 0 * inf would be NaN.
 static inline __attribute__((always_inline)) void FT_FN(sgd_loop)(
     real *restrict p, real *restrict buf, const real *restrict grad, int64_t n, real neg_lr,
-    real momentum, real wd, real scale, const int has_wd, const int has_momentum,
+    real momentum, real damp_w, real wd, real scale, const int has_wd, const int has_momentum,
     const int nesterov) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         real g = grad[i] * scale;
         if (has_wd) g = g + wd * p[i];
         if (has_momentum) {
-            const real b = buf[i] * momentum + g;
+            const real b = buf[i] * momentum + damp_w * g;
             buf[i] = b;
             g = nesterov ? g + momentum * b : b;
         }
@@ -156,9 +158,11 @@ static inline __attribute__((always_inline)) void FT_FN(sgd_loop)(
 
 FT_CLONES static void FT_FN(sgd_chunk)(real *restrict p, real *restrict buf,
                                        const real *restrict grad, int64_t n, real neg_lr,
-                                       real momentum, int nesterov, real wd, real scale) {
-#define SGD_CASE(has_wd, has_momentum, nest) \
-    FT_FN(sgd_loop)(p, buf, grad, n, neg_lr, momentum, wd, scale, has_wd, has_momentum, nest)
+                                       real momentum, real damp_w, int nesterov, real wd,
+                                       real scale) {
+#define SGD_CASE(has_wd, has_momentum, nest)                                                   \
+    FT_FN(sgd_loop)(p, buf, grad, n, neg_lr, momentum, damp_w, wd, scale, has_wd, has_momentum, \
+                    nest)
     if (momentum == 0) {
         if (wd != 0) SGD_CASE(1, 0, 0);
         else SGD_CASE(0, 0, 0);
@@ -173,14 +177,15 @@ FT_CLONES static void FT_FN(sgd_chunk)(real *restrict p, real *restrict buf,
 }
 
 void FT_FN(ft_sgd)(real *param, real *buf, const real *grad, int64_t n, double lr,
-                   double momentum, int nesterov, double weight_decay, double grad_scale,
-                   int nthreads) {
+                   double momentum, double dampening, int nesterov, double weight_decay,
+                   double grad_scale, int nthreads) {
 #pragma omp parallel num_threads(nthreads) if (n >= STEP_PARALLEL_MIN)
     {
         int64_t lo, hi;
         chunk_of(n, THREAD_ID, TEAM_SIZE, &lo, &hi);
         FT_FN(sgd_chunk)(param + lo, momentum != 0 ? buf + lo : NULL, grad + lo, hi - lo,
-                         (real)(-lr), (real)momentum, nesterov, (real)weight_decay,
+                         (real)(-lr), (real)momentum, (real)(1.0 - dampening), nesterov,
+                         (real)weight_decay,
                          (real)grad_scale);
     }
 }

@@ -159,11 +159,11 @@ void ft_adamw_f64(double *param, double *m, double *v, double *v_max, const doub
                   int64_t n, int64_t step, double lr, double beta1, double beta2, double eps,
                   double weight_decay, double grad_scale, int nthreads);
 void ft_sgd_f32(float *param, float *buf, const float *grad, int64_t n, double lr,
-                double momentum, int nesterov, double weight_decay, double grad_scale,
-                int nthreads);
+                double momentum, double dampening, int nesterov, double weight_decay,
+                double grad_scale, int nthreads);
 void ft_sgd_f64(double *param, double *buf, const double *grad, int64_t n, double lr,
-                double momentum, int nesterov, double weight_decay, double grad_scale,
-                int nthreads);
+                double momentum, double dampening, int nesterov, double weight_decay,
+                double grad_scale, int nthreads);
 // Returns sum_i x_i^2 of x (n), accumulated in double; the same bits for any thread count.
 double ft_sum_of_squares_f32(const float *x, int64_t n, int nthreads);
 double ft_sum_of_squares_f64(const double *x, int64_t n, int nthreads);

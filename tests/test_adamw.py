@@ -77,6 +77,7 @@ SGD_HYPER = {
     "decay+scale": dict(lr=1e-2, momentum=0.5, weight_decay=1e-2, grad_scale=0.25),
     "nesterov+decay": dict(lr=3e-2, momentum=0.99, nesterov=True, weight_decay=1e-3),
     "plain+decay": dict(lr=0.1, weight_decay=0.1, grad_scale=2.0),
+    "dampening": dict(lr=1e-2, momentum=0.9, dampening=0.3, weight_decay=1e-2),
 }
 
 
@@ -311,6 +312,25 @@ def test_sgd_100_steps_match_pytorch(backend, torch, dtype, momentum, nesterov, 
         lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=momentum, nesterov=nesterov),
         weight_decay, clip)
     record_property("max_diff_over_max_abs", worst)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_dampening_matches_pytorch(backend, torch, dtype):
+    """dampening: torch's first step copies the gradient undampened (call with dampening=0 on
+    a fresh buffer), later ones add (1 - dampening) * g."""
+    param, _, _, grads = adamw_case(1001, dtype, seed=4)
+    hyper = dict(lr=1e-2, momentum=0.9, weight_decay=1e-2)
+    p, buf = param.copy(), np.zeros_like(param)
+    t = torch.tensor(param.copy(), requires_grad=True)
+    topt = torch.optim.SGD([t], **hyper, dampening=0.3)
+    for i, g in enumerate(grads * 3):
+        sgd_step(p, g, buf, **hyper, dampening=0.3 if i else 0.0, backend=backend)
+        t.grad = torch.tensor(g.copy())
+        topt.step()
+    assert_close(p, t.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                 atol=1e-6 if dtype == np.float32 else 1e-14, what="param vs torch")
+    assert_close(buf, topt.state[t]["momentum_buffer"].numpy(), rtol=1e-5, atol=1e-6,
+                 what="buf vs torch")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -218,8 +218,8 @@ def test_no_grad_forward_and_modules():
     (lambda: ft.scaled_dot_product_attention(randn(1, 1, 3, 2), randn(1, 1, 4, 2),
                                              randn(1, 1, 4, 2)), "self-attention"),
     (lambda: ft.AdamW([torch.zeros(2, requires_grad=True)], capturable=True), "capturable"),
-    (lambda: ft.SGD([torch.zeros(2, requires_grad=True)], momentum=0.9, dampening=0.1),
-     "dampening"),
+    (lambda: ft.SGD([torch.zeros(2, requires_grad=True)], differentiable=True),
+     "differentiable"),
     (lambda: ft.nn.LayerNorm((3, 4)), "normalized_shape"),
 ])
 def test_unsupported_arguments_raise_naming_them(call, name):
@@ -376,6 +376,8 @@ def test_adamw_maximize_amsgrad_and_sgd_match_torch():
          lambda ps: torch.optim.AdamW(ps, lr=1e-2, amsgrad=True, fused=True)),
         (lambda ps: ft.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
          lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+        (lambda ps: ft.SGD(ps, lr=0.05, momentum=0.8, dampening=0.3),
+         lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.3)),
         (lambda ps: ft.SGD(ps, lr=0.05, maximize=True, weight_decay=1e-2),
          lambda ps: torch.optim.SGD(ps, lr=0.05, maximize=True, weight_decay=1e-2)),
     ]:

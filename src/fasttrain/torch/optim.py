@@ -25,9 +25,9 @@ What differs from torch.optim, on purpose:
     as torch does, and a grad tensor that autograd or the user put in place of the view is
     copied into the arena at the next step.
   - foreach and fused are accepted and ignored: the step is always one fused pass.
-    dampening != 0 (SGD), capturable=True and differentiable=True raise NotImplementedError
-    (the kernel does not dampen yet; CPU only; no autograd through a step). amsgrad=True is the
-    kernel's v_max (one more buffer, 8 more bytes moved per parameter).
+    capturable=True and differentiable=True raise NotImplementedError (CPU only; no autograd
+    through a step). amsgrad=True is the kernel's v_max (one more buffer, 8 more bytes moved
+    per parameter); SGD's dampening is the kernel's.
   - maximize=True costs nothing: the kernels read the gradient with grad_scale = -1.
   - All params must be CPU tensors of one dtype, float32 or float64, and must not be moved
     (.to(), .cuda()) after the optimizer is made: a param whose .data was replaced is copied
@@ -301,8 +301,8 @@ class SGD(_ArenaOptimizer):
 
     Each step is fasttrain.kernels.sgd_step over each param group's range (torch's update,
     formula for formula). state[p]["momentum_buffer"] is a view of the arena's momentum buffer
-    when the group's momentum is not 0. dampening != 0 raises NotImplementedError (the kernel
-    does not dampen yet).
+    when the group's momentum is not 0. A param's first step with momentum runs with no
+    dampening, as torch's (which copies that gradient into a new buffer).
     """
 
     def _wanted_keys(self):
@@ -324,7 +324,6 @@ class SGD(_ArenaOptimizer):
                 group.setdefault(k, v)
 
     def _check_group(self, group):
-        _unsupported("dampening", group["dampening"], 0, "the kernel does not dampen")
         _unsupported("differentiable", group["differentiable"], False, "no autograd through step")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
@@ -332,12 +331,17 @@ class SGD(_ArenaOptimizer):
     def _init_state(self, group, p, state, i):
         pass  # the buffer appears at the first step with momentum, as torch's
 
+    def _step_of(self, i):
+        # 0: no momentum buffer yet (this step fills it, undampened), 1: it has one
+        return int(self.state[self._params[i]].get("momentum_buffer") is not None)
+
     def _step_run(self, group, lo, hi, run):
         a = self._np
         momentum = float(group["momentum"])
         sgd_step(a["param"][lo:hi], a["grad"][lo:hi],
                  a["momentum_buffer"][lo:hi] if momentum else None, lr=float(group["lr"]),
                  momentum=momentum, nesterov=bool(group["nesterov"]),
+                 dampening=float(group["dampening"]) if self._step_of(run[0]) else 0.0,
                  weight_decay=float(group["weight_decay"]),
                  grad_scale=-1.0 if group["maximize"] else 1.0)
         if momentum:

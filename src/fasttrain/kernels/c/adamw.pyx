@@ -68,7 +68,7 @@ cdef void _adamw_f64(double[::1] param, double[::1] m, double[::1] v, double[::1
                      beta2, eps, weight_decay, grad_scale, nthreads)
 
 
-def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_scale):
+def sgd_step(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, grad_scale):
     # param, grad, buf (P,) after flattening; param and buf updated; buf None if momentum == 0
     n = param.size
     p, g = _flat("param", param, n), _flat("grad", grad, n)
@@ -79,29 +79,31 @@ def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_sca
     if n == 0:
         return
     if param.dtype == np.float32:
-        _sgd_f32(p, b, g, momentum != 0, lr, momentum, nesterov, weight_decay, grad_scale)
+        _sgd_f32(p, b, g, momentum != 0, lr, momentum, dampening, nesterov, weight_decay,
+                 grad_scale)
     else:
-        _sgd_f64(p, b, g, momentum != 0, lr, momentum, nesterov, weight_decay, grad_scale)
+        _sgd_f64(p, b, g, momentum != 0, lr, momentum, dampening, nesterov, weight_decay,
+                 grad_scale)
 
 
 cdef void _sgd_f32(float[::1] param, float[::1] buf, const float[::1] grad, bint has_buf,
-                   double lr, double momentum, bint nesterov, double weight_decay,
-                   double grad_scale):
+                   double lr, double momentum, double dampening, bint nesterov,
+                   double weight_decay, double grad_scale):
     cdef int nthreads = get_num_threads()
     cdef float *b = &buf[0] if has_buf else NULL
     with nogil:
-        ft_sgd_f32(&param[0], b, &grad[0], param.shape[0], lr, momentum, nesterov, weight_decay,
-                   grad_scale, nthreads)
+        ft_sgd_f32(&param[0], b, &grad[0], param.shape[0], lr, momentum, dampening, nesterov,
+                   weight_decay, grad_scale, nthreads)
 
 
 cdef void _sgd_f64(double[::1] param, double[::1] buf, const double[::1] grad, bint has_buf,
-                   double lr, double momentum, bint nesterov, double weight_decay,
-                   double grad_scale):
+                   double lr, double momentum, double dampening, bint nesterov,
+                   double weight_decay, double grad_scale):
     cdef int nthreads = get_num_threads()
     cdef double *b = &buf[0] if has_buf else NULL
     with nogil:
-        ft_sgd_f64(&param[0], b, &grad[0], param.shape[0], lr, momentum, nesterov, weight_decay,
-                   grad_scale, nthreads)
+        ft_sgd_f64(&param[0], b, &grad[0], param.shape[0], lr, momentum, dampening, nesterov,
+                   weight_decay, grad_scale, nthreads)
 
 
 def sum_of_squares(x):

@@ -58,25 +58,26 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sgd(p, buf, grad, neg_lr, momentum, has_momentum, nesterov, wd, has_wd, scale):
+def _sgd(p, buf, grad, neg_lr, momentum, damp_w, has_momentum, nesterov, wd, has_wd, scale):
     # p (P,) =, buf (P,) = (if has_momentum), grad (P,); the scalars of the arrays' dtype
     for i in prange(p.shape[0]):
         g = grad[i] * scale
         if has_wd:
             g = g + wd * p[i]
         if has_momentum:
-            b = buf[i] * momentum + g
+            b = buf[i] * momentum + damp_w * g  # damp_w = 1 - dampening; g*1 == g exactly
             buf[i] = b
             g = g + momentum * b if nesterov else b
         p[i] = p[i] + neg_lr * g
 
 
-def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_scale):
+def sgd_step(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, grad_scale):
     # param, grad, buf: one shape, C-contiguous; buf None if momentum == 0
     real = param.dtype.type
     b = buf.reshape(-1) if momentum != 0 else _NO_BUF[param.dtype]
     use_library_threads()
-    _sgd(param.reshape(-1), b, grad.reshape(-1), real(-lr), real(momentum), momentum != 0,
+    _sgd(param.reshape(-1), b, grad.reshape(-1), real(-lr), real(momentum),
+         real(1 - dampening), momentum != 0,
          bool(nesterov), real(weight_decay), weight_decay != 0, real(grad_scale))
 
 

@@ -12,7 +12,8 @@ AdamW at step t (from 1), with g = grad_scale * grad:
     p = p + (-lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 SGD, with g = grad_scale * grad:
     g = g + wd*p                      if wd != 0
-    buf = buf*momentum + g            if momentum != 0; then g = g + momentum*buf (nesterov) or buf
+    buf = buf*momentum + (1 - dampening)*g   if momentum != 0; then g = g + momentum*buf
+                                      (nesterov) or buf
     p = p + (-lr) * g
 """
 import numpy as np
@@ -43,7 +44,7 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, 
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_scale):
+def sgd_step(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, grad_scale):
     # param, grad, buf: one shape, one dtype; param and buf updated in place; buf None if
     # momentum == 0
     real = param.dtype.type
@@ -52,7 +53,7 @@ def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_sca
         g = g + real(weight_decay) * param
     if momentum != 0:
         buf *= real(momentum)
-        buf += g
+        buf += real(1 - dampening) * g                   # real(1) * g == g: no dampening
         g = g + real(momentum) * buf if nesterov else buf
     param += real(-lr) * g
 
