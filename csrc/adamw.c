@@ -136,9 +136,10 @@ void FT_FN(ft_adamw)(real *param, real *m, real *v, real *v_max, const real *gra
 // With g = scale*grad:  g += wd*p (if wd != 0);  buf = buf*momentum + (1 - dampening)*g, then
 // g = buf or, with nesterov, g + momentum*buf (if momentum != 0);  p += -lr*g. (torch's first
 // step copies g into a new buffer undampened: the caller passes dampening 0 for a fresh, zero
-// buffer. Without dampening the factor is exactly 1 and g*1 == g: the same bits as without it.) Each case is its own loop (the flags
-// are constants after inlining), so no loop tests them per element and, without momentum, buf is
-// neither read nor written. wd = 0 skips the term, as torch does: 0 * inf would be NaN.
+// buffer. Without dampening the factor is exactly 1 and g*1 == g: the same bits as without it.)
+// Each case is its own loop (the flags are constants after inlining), so no loop tests them per
+// element and, without momentum, buf is neither read nor written. wd = 0 skips the term, as
+// torch does: 0 * inf would be NaN.
 static inline __attribute__((always_inline)) void FT_FN(sgd_loop)(
     real *restrict p, real *restrict buf, const real *restrict grad, int64_t n, real neg_lr,
     real momentum, real damp_w, real wd, real scale, const int has_wd, const int has_momentum,
