@@ -8,7 +8,9 @@
 //   p = p * (1 - lr*wd)                                  torch: param.mul_(1 - lr*weight_decay)
 //   m = lerp(m, g, 1 - beta1)                            torch: exp_avg.lerp_(grad, 1 - beta1)
 //   v = v*beta2 + (1 - beta2)*g*g                        torch: exp_avg_sq.mul_(beta2).addcmul_(...)
+//   v_max = maximum(v_max, v)   (AMSGrad only)           torch: torch.maximum(max_exp_avg_sqs[i], ...)
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps            torch: (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+//                 (with AMSGrad: sqrt(v_max))
 //   p = p + (-lr / (1 - beta1^t)) * m / denom            torch: param.addcdiv_(exp_avg, denom, value=-step_size)
 // The per-call scalars (bias corrections, step size, decay factor) are computed once, in double,
 // and rounded to `real` as torch rounds its Python-float scalars for a float32 tensor.
@@ -26,8 +28,9 @@
 //
 // NaN and Inf propagate as in PyTorch: a NaN or Inf gradient makes that parameter NaN.
 // Not here: argument validation (the Python front checks dtypes, shapes, contiguity, aliasing and
-// hyper-parameter ranges before any write), AMSGrad, maximize, dampening, parameter groups (the
-// arena puts decayed parameters in one range, and the optimizer calls the kernel per range).
+// hyper-parameter ranges before any write), maximize (grad_scale = -1 is it), dampening,
+// parameter groups (the arena puts decayed parameters in one range, and the optimizer calls the
+// kernel per range).
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,39 +66,52 @@ static void chunk_of(int64_t n, int id, int nt, int64_t *lo, int64_t *hi) {
 
 // One chunk of n elements. lerp as torch computes it: with weight w = 1 - beta1,
 // m + w*(g - m) if w < 0.5, else g - (g - m)*(1 - w) (aten/src/ATen/native/Lerp.h).
-FT_CLONES static void FT_FN(adamw_chunk)(real *restrict p, real *restrict m, real *restrict v,
-                                         const real *restrict grad, int64_t n, real decay,
-                                         real w1, real beta2, real w2, real bc2_sqrt, real eps,
-                                         real neg_step_size, real scale) {
-    if (w1 < (real)0.5) {
+// AMSGrad (v_max not NULL): v_max = maximum(v_max, v), NaN propagating as torch.maximum, and
+// the denominator reads v_max. Each case is its own loop (the flags are constants after
+// inlining), as in sgd_loop below.
+static inline __attribute__((always_inline)) void FT_FN(adamw_loop)(
+    real *restrict p, real *restrict m, real *restrict v, real *restrict v_max,
+    const real *restrict grad, int64_t n, real decay, real w1, real beta2, real w2,
+    real bc2_sqrt, real eps, real neg_step_size, real scale, const int small_w1,
+    const int amsgrad) {
+    const real w1c = 1 - w1;
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            const real g = grad[i] * scale;
-            const real mi = m[i] + w1 * (g - m[i]);
-            const real vi = v[i] * beta2 + w2 * g * g;
-            const real denom = SQRT(vi) / bc2_sqrt + eps;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] = p[i] * decay + neg_step_size * mi / denom;
+    for (int64_t i = 0; i < n; i++) {
+        const real g = grad[i] * scale;
+        const real mi = small_w1 ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * w1c;
+        real vi = v[i] * beta2 + w2 * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        if (amsgrad) {
+            const real vm = v_max[i];
+            vi = (vi > vm || vi != vi) ? vi : vm;
+            v_max[i] = vi;
         }
-    } else {
-        const real w1c = 1 - w1;
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            const real g = grad[i] * scale;
-            const real mi = g - (g - m[i]) * w1c;
-            const real vi = v[i] * beta2 + w2 * g * g;
-            const real denom = SQRT(vi) / bc2_sqrt + eps;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] = p[i] * decay + neg_step_size * mi / denom;
-        }
+        const real denom = SQRT(vi) / bc2_sqrt + eps;
+        p[i] = p[i] * decay + neg_step_size * mi / denom;
     }
 }
 
-void FT_FN(ft_adamw)(real *param, real *m, real *v, const real *grad, int64_t n, int64_t step,
-                     double lr, double beta1, double beta2, double eps, double weight_decay,
-                     double grad_scale, int nthreads) {
+FT_CLONES static void FT_FN(adamw_chunk)(real *restrict p, real *restrict m, real *restrict v,
+                                         real *restrict v_max, const real *restrict grad,
+                                         int64_t n, real decay, real w1, real beta2, real w2,
+                                         real bc2_sqrt, real eps, real neg_step_size, real scale) {
+#define ADAMW_CASE(small_w1, amsgrad)                                                          \
+    FT_FN(adamw_loop)(p, m, v, v_max, grad, n, decay, w1, beta2, w2, bc2_sqrt, eps,           \
+                      neg_step_size, scale, small_w1, amsgrad)
+    if (w1 < (real)0.5) {
+        if (v_max) ADAMW_CASE(1, 1);
+        else ADAMW_CASE(1, 0);
+    } else {
+        if (v_max) ADAMW_CASE(0, 1);
+        else ADAMW_CASE(0, 0);
+    }
+#undef ADAMW_CASE
+}
+
+void FT_FN(ft_adamw)(real *param, real *m, real *v, real *v_max, const real *grad, int64_t n,
+                     int64_t step, double lr, double beta1, double beta2, double eps,
+                     double weight_decay, double grad_scale, int nthreads) {
     // Once per call, in double, as torch does in Python (1 - beta**step, then ** 0.5).
     const double bias_correction1 = 1.0 - pow(beta1, (double)step);
     const double bias_correction2 = 1.0 - pow(beta2, (double)step);
@@ -108,29 +124,32 @@ void FT_FN(ft_adamw)(real *param, real *m, real *v, const real *grad, int64_t n,
     {
         int64_t lo, hi;
         chunk_of(n, THREAD_ID, TEAM_SIZE, &lo, &hi);
-        FT_FN(adamw_chunk)(param + lo, m + lo, v + lo, grad + lo, hi - lo, decay, w1,
-                           (real)beta2, w2, bc2_sqrt, (real)eps, neg_step_size,
-                           (real)grad_scale);
+        FT_FN(adamw_chunk)(param + lo, m + lo, v + lo, v_max ? v_max + lo : NULL, grad + lo,
+                           hi - lo, decay, w1, (real)beta2, w2, bc2_sqrt, (real)eps,
+                           neg_step_size, (real)grad_scale);
     }
 }
 
 // ----------------------------------------------------------------------------------------------
-// SGD with momentum (torch.optim.SGD, dampening 0)
+// SGD with momentum (torch.optim.SGD)
 
-// With g = scale*grad:  g += wd*p (if wd != 0);  buf = buf*momentum + g, then g = buf or, with
-// nesterov, g + momentum*buf (if momentum != 0);  p += -lr*g. Each case is its own loop (the flags
-// are constants after inlining), so no loop tests them per element and, without momentum, buf is
-// neither read nor written. wd = 0 skips the term, as torch does: 0 * inf would be NaN.
+// With g = scale*grad:  g += wd*p (if wd != 0);  buf = buf*momentum + (1 - dampening)*g, then
+// g = buf or, with nesterov, g + momentum*buf (if momentum != 0);  p += -lr*g. (torch's first
+// step copies g into a new buffer undampened: the caller passes dampening 0 for a fresh, zero
+// buffer. Without dampening the factor is exactly 1 and g*1 == g: the same bits as without it.)
+// Each case is its own loop (the flags are constants after inlining), so no loop tests them per
+// element and, without momentum, buf is neither read nor written. wd = 0 skips the term, as
+// torch does: 0 * inf would be NaN.
 static inline __attribute__((always_inline)) void FT_FN(sgd_loop)(
     real *restrict p, real *restrict buf, const real *restrict grad, int64_t n, real neg_lr,
-    real momentum, real wd, real scale, const int has_wd, const int has_momentum,
+    real momentum, real damp_w, real wd, real scale, const int has_wd, const int has_momentum,
     const int nesterov) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         real g = grad[i] * scale;
         if (has_wd) g = g + wd * p[i];
         if (has_momentum) {
-            const real b = buf[i] * momentum + g;
+            const real b = buf[i] * momentum + damp_w * g;
             buf[i] = b;
             g = nesterov ? g + momentum * b : b;
         }
@@ -140,9 +159,11 @@ static inline __attribute__((always_inline)) void FT_FN(sgd_loop)(
 
 FT_CLONES static void FT_FN(sgd_chunk)(real *restrict p, real *restrict buf,
                                        const real *restrict grad, int64_t n, real neg_lr,
-                                       real momentum, int nesterov, real wd, real scale) {
-#define SGD_CASE(has_wd, has_momentum, nest) \
-    FT_FN(sgd_loop)(p, buf, grad, n, neg_lr, momentum, wd, scale, has_wd, has_momentum, nest)
+                                       real momentum, real damp_w, int nesterov, real wd,
+                                       real scale) {
+#define SGD_CASE(has_wd, has_momentum, nest)                                                   \
+    FT_FN(sgd_loop)(p, buf, grad, n, neg_lr, momentum, damp_w, wd, scale, has_wd, has_momentum, \
+                    nest)
     if (momentum == 0) {
         if (wd != 0) SGD_CASE(1, 0, 0);
         else SGD_CASE(0, 0, 0);
@@ -157,14 +178,15 @@ FT_CLONES static void FT_FN(sgd_chunk)(real *restrict p, real *restrict buf,
 }
 
 void FT_FN(ft_sgd)(real *param, real *buf, const real *grad, int64_t n, double lr,
-                   double momentum, int nesterov, double weight_decay, double grad_scale,
-                   int nthreads) {
+                   double momentum, double dampening, int nesterov, double weight_decay,
+                   double grad_scale, int nthreads) {
 #pragma omp parallel num_threads(nthreads) if (n >= STEP_PARALLEL_MIN)
     {
         int64_t lo, hi;
         chunk_of(n, THREAD_ID, TEAM_SIZE, &lo, &hi);
         FT_FN(sgd_chunk)(param + lo, momentum != 0 ? buf + lo : NULL, grad + lo, hi - lo,
-                         (real)(-lr), (real)momentum, nesterov, (real)weight_decay,
+                         (real)(-lr), (real)momentum, (real)(1.0 - dampening), nesterov,
+                         (real)weight_decay,
                          (real)grad_scale);
     }
 }

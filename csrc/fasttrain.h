@@ -153,20 +153,21 @@ void ft_gelu_backward_f64(double *dx, const double *x, const double *dy, int64_t
 //   param (n) =  updated parameters          grad (n)  gradient, multiplied by grad_scale as read
 //   m, v  (n) =  AdamW's first and second moments; buf (n) = SGD's momentum buffer (unused, and
 //                may be NULL, when momentum == 0)
+//   v_max (n) =  AMSGrad's running maximum of v, or NULL for plain AdamW
 // The arrays may not overlap. step counts from 1; bias corrections are computed once per call.
 // Each element's result is the same bits for any thread count.
-void ft_adamw_f32(float *param, float *m, float *v, const float *grad, int64_t n, int64_t step,
-                  double lr, double beta1, double beta2, double eps, double weight_decay,
-                  double grad_scale, int nthreads);
-void ft_adamw_f64(double *param, double *m, double *v, const double *grad, int64_t n,
+void ft_adamw_f32(float *param, float *m, float *v, float *v_max, const float *grad, int64_t n,
                   int64_t step, double lr, double beta1, double beta2, double eps,
                   double weight_decay, double grad_scale, int nthreads);
+void ft_adamw_f64(double *param, double *m, double *v, double *v_max, const double *grad,
+                  int64_t n, int64_t step, double lr, double beta1, double beta2, double eps,
+                  double weight_decay, double grad_scale, int nthreads);
 void ft_sgd_f32(float *param, float *buf, const float *grad, int64_t n, double lr,
-                double momentum, int nesterov, double weight_decay, double grad_scale,
-                int nthreads);
+                double momentum, double dampening, int nesterov, double weight_decay,
+                double grad_scale, int nthreads);
 void ft_sgd_f64(double *param, double *buf, const double *grad, int64_t n, double lr,
-                double momentum, int nesterov, double weight_decay, double grad_scale,
-                int nthreads);
+                double momentum, double dampening, int nesterov, double weight_decay,
+                double grad_scale, int nthreads);
 // Returns sum_i x_i^2 of x (n), accumulated in double; the same bits for any thread count.
 double ft_sum_of_squares_f32(const float *x, int64_t n, int nthreads);
 double ft_sum_of_squares_f64(const double *x, int64_t n, int nthreads);

@@ -77,6 +77,7 @@ SGD_HYPER = {
     "decay+scale": dict(lr=1e-2, momentum=0.5, weight_decay=1e-2, grad_scale=0.25),
     "nesterov+decay": dict(lr=3e-2, momentum=0.99, nesterov=True, weight_decay=1e-3),
     "plain+decay": dict(lr=0.1, weight_decay=0.1, grad_scale=2.0),
+    "dampening": dict(lr=1e-2, momentum=0.9, dampening=0.3, weight_decay=1e-2),
 }
 
 
@@ -266,6 +267,38 @@ def test_adamw_100_steps_match_pytorch(backend, torch, dtype, betas, weight_deca
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_adamw_amsgrad_matches_reference_and_pytorch(backend, threads, torch, dtype, n):
+    """v_max (AMSGrad): every backend the reference's bits (v_max starts above v, so the
+    maximum matters; a NaN in v propagates), and torch.optim.AdamW(amsgrad=True)."""
+    param, m, v, grads = adamw_case(n, dtype, seed=5)
+    v_max = v * dtype(2)
+    hyper = dict(lr=1e-2, weight_decay=0.1)
+    if n > 1:
+        grads[1][n // 2] = np.nan
+    got, ref = [], []
+    for out, be in ((got, backend), (ref, "numpy")):
+        p, m1, v1, vm = param.copy(), m.copy(), v.copy(), v_max.copy()
+        for i, g in enumerate(grads):
+            adamw_step(p, g, m1, v1, step=i + 1, v_max=vm, backend=be, **hyper)
+        out += [p, m1, v1, vm]
+    for name, a, b in zip(("param", "m", "v", "v_max"), got, ref):
+        assert_same_bits(a, b, f"{backend} {name}")
+    if n > 1:
+        assert np.isnan(got[3][n // 2]) and np.isnan(got[0][n // 2])
+        return
+    t = torch.tensor(param.copy(), requires_grad=True)  # one element, no NaN: against torch
+    topt = torch.optim.AdamW([t], **hyper, amsgrad=True)
+    topt.state[t].update(step=torch.tensor(0.0), exp_avg=torch.tensor(m.copy()),
+                         exp_avg_sq=torch.tensor(v.copy()), max_exp_avg_sq=torch.tensor(v_max))
+    for g in grads:
+        t.grad = torch.tensor(g.copy())
+        topt.step()
+    assert_close(got[0], t.detach().numpy(), rtol=1e-6 if dtype == np.float32 else 1e-14,
+                 atol=0, what="param vs torch")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum,nesterov,weight_decay,clip",
                          [(0.0, False, 0.0, None), (0.9, False, 1e-2, None),
                           (0.9, True, 1e-3, 1.0), (0.5, True, 0.0, 0.5)],
@@ -279,6 +312,25 @@ def test_sgd_100_steps_match_pytorch(backend, torch, dtype, momentum, nesterov, 
         lambda groups: torch.optim.SGD(groups, lr=1e-2, momentum=momentum, nesterov=nesterov),
         weight_decay, clip)
     record_property("max_diff_over_max_abs", worst)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_dampening_matches_pytorch(backend, torch, dtype):
+    """dampening: torch's first step copies the gradient undampened (call with dampening=0 on
+    a fresh buffer), later ones add (1 - dampening) * g."""
+    param, _, _, grads = adamw_case(1001, dtype, seed=4)
+    hyper = dict(lr=1e-2, momentum=0.9, weight_decay=1e-2)
+    p, buf = param.copy(), np.zeros_like(param)
+    t = torch.tensor(param.copy(), requires_grad=True)
+    topt = torch.optim.SGD([t], **hyper, dampening=0.3)
+    for i, g in enumerate(grads * 3):
+        sgd_step(p, g, buf, **hyper, dampening=0.3 if i else 0.0, backend=backend)
+        t.grad = torch.tensor(g.copy())
+        topt.step()
+    assert_close(p, t.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                 atol=1e-6 if dtype == np.float32 else 1e-14, what="param vs torch")
+    assert_close(buf, topt.state[t]["momentum_buffer"].numpy(), rtol=1e-5, atol=1e-6,
+                 what="buf vs torch")
 
 
 # ---------------------------------------------------------------------------------------------

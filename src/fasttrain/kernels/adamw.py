@@ -21,7 +21,7 @@ CLIP_EPS = 1e-6
 
 
 def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-               weight_decay=0.0, grad_scale=1.0, backend=None):
+               weight_decay=0.0, grad_scale=1.0, v_max=None, backend=None):
     """One AdamW step, in place, in one pass over param, grad, m and v.
 
     The same update as ``torch.optim.AdamW(params, lr, betas=(beta1, beta2), eps, weight_decay)``
@@ -31,7 +31,9 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
         param *= 1 - lr * weight_decay                   # decoupled weight decay
         m = lerp(m, g, 1 - beta1)                        # = beta1*m + (1 - beta1)*g
         v = beta2 * v + (1 - beta2) * g * g
-        denom = sqrt(v) / sqrt(1 - beta2**step) + eps    # eps outside the square root
+        v_max = maximum(v_max, v)                        # AMSGrad only (v_max given)
+        denom = sqrt(v) / sqrt(1 - beta2**step) + eps    # eps outside the square root;
+                                                         # sqrt(v_max) with AMSGrad
         param -= lr / (1 - beta1**step) * m / denom
 
     Bias corrections are computed once per call, in double. The float32 and float64 results are
@@ -50,7 +52,10 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
         eps: > 0, added to the bias-corrected sqrt(v).
         weight_decay: >= 0; decoupled: param is scaled by 1 - lr * weight_decay.
         grad_scale: multiplies the gradient as it is read (a clipping coefficient, see
-            clip_grad_norm and clip_coef, or 1 / loss scale); NaN or Inf propagate like data.
+            clip_grad_norm and clip_coef, or 1 / loss scale; -1 is torch's maximize=True);
+            NaN or Inf propagate like data.
+        v_max: AMSGrad (torch's amsgrad=True): the running maximum of v, same shape and dtype,
+            zeros before step 1; updated (=), NaN propagating as torch.maximum. None: AdamW.
         backend: "c", "numba" or "numpy"; None uses fasttrain.get_backend().
 
     Raises:
@@ -70,27 +75,31 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     eps = _checks.real_range("eps", eps, 0.0, np.inf, lo_open=True, hi_open=True)
     weight_decay = _checks.real_range("weight_decay", weight_decay, 0.0, np.inf, hi_open=True)
     grad_scale = _checks.real_number("grad_scale", grad_scale)
-    _checks.inplace_arrays({"param": param, "grad": grad, "m": m, "v": v}, read_only=("grad",))
+    arrays = {"param": param, "grad": grad, "m": m, "v": v}
+    if v_max is not None:
+        arrays["v_max"] = v_max
+    _checks.inplace_arrays(arrays, read_only=("grad",))
     kernel = implementation("adamw_step", backend)
     kernel(param, grad, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-           weight_decay=weight_decay, grad_scale=grad_scale)
+           weight_decay=weight_decay, grad_scale=grad_scale, v_max=v_max)
 
 
-def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-             grad_scale=1.0, backend=None):
+def sgd_step(param, grad, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
+             weight_decay=0.0, grad_scale=1.0, backend=None):
     """One step of SGD with momentum, in place, in one pass over param, grad and buf.
 
-    The same update as ``torch.optim.SGD(params, lr, momentum, nesterov=nesterov,
-    weight_decay=weight_decay)`` (dampening 0; its single-tensor path), in its order::
+    The same update as ``torch.optim.SGD(params, lr, momentum, dampening, weight_decay,
+    nesterov)`` (its single-tensor path), in its order::
 
         g = grad_scale * grad
         g = g + weight_decay * param                     # if weight_decay != 0 (L2, coupled)
-        buf = momentum * buf + g                         # if momentum != 0
+        buf = momentum * buf + (1 - dampening) * g       # if momentum != 0
         g = g + momentum * buf if nesterov else buf      # if momentum != 0
         param -= lr * g
 
-    PyTorch creates the momentum buffer as a copy of the first gradient; here buf starts at
-    zeros, which gives the same first step (0 * momentum + g = g).
+    PyTorch creates the momentum buffer as a copy of the first gradient, undampened; here buf
+    starts at zeros, which gives the same first step (0 * momentum + g = g) when that step is
+    called with dampening=0 (fasttrain.torch.SGD does so for a fresh buffer).
 
     Args:
         param: parameters, float32 or float64, any shape; updated (=).
@@ -99,6 +108,7 @@ def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay
             Not used when momentum == 0, and may then be None.
         lr: learning rate, >= 0.
         momentum: >= 0 (0: plain SGD).
+        dampening: a finite real; the new gradient enters buf scaled by 1 - dampening.
         nesterov: Nesterov momentum (needs momentum > 0, as in PyTorch).
         weight_decay: >= 0, an L2 term added to the gradient.
         grad_scale: multiplies the gradient as it is read; NaN or Inf propagate like data.
@@ -110,9 +120,14 @@ def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay
     """
     lr = _checks.real_range("lr", lr, 0.0, np.inf, hi_open=True)
     momentum = _checks.real_range("momentum", momentum, 0.0, np.inf, hi_open=True)
+    dampening = _checks.real_number("dampening", dampening)
+    if not np.isfinite(dampening):
+        raise ValueError(f"dampening must be finite, got {dampening}")
     nesterov = _checks.boolean("nesterov", nesterov)
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0, got momentum=0.0")
+    if nesterov and dampening != 0:
+        raise ValueError(f"nesterov=True needs dampening = 0 (as in PyTorch), got {dampening}")
     weight_decay = _checks.real_range("weight_decay", weight_decay, 0.0, np.inf, hi_open=True)
     grad_scale = _checks.real_number("grad_scale", grad_scale)
     if momentum != 0 and buf is None:
@@ -124,7 +139,7 @@ def sgd_step(param, grad, buf, *, lr, momentum=0.0, nesterov=False, weight_decay
         buf = None  # not used: neither read nor written
     _checks.inplace_arrays(arrays, read_only=("grad",))
     kernel = implementation("sgd_step", backend)
-    kernel(param, grad, buf, lr=lr, momentum=momentum, nesterov=nesterov,
+    kernel(param, grad, buf, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
            weight_decay=weight_decay, grad_scale=grad_scale)
 
 

@@ -53,18 +53,18 @@ cdef extern from "fasttrain.h" nogil:
                                    int64_t ignore_index, int reduction, double label_smoothing,
                                    int accumulate, int nthreads, int gemm_nthreads)
 
-    void ft_adamw_f32(float *param, float *m, float *v, const float *grad, int64_t n,
+    void ft_adamw_f32(float *param, float *m, float *v, float *v_max, const float *grad, int64_t n,
                       int64_t step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double grad_scale, int nthreads)
-    void ft_adamw_f64(double *param, double *m, double *v, const double *grad, int64_t n,
-                      int64_t step, double lr, double beta1, double beta2, double eps,
+    void ft_adamw_f64(double *param, double *m, double *v, double *v_max, const double *grad,
+                      int64_t n, int64_t step, double lr, double beta1, double beta2, double eps,
                       double weight_decay, double grad_scale, int nthreads)
     void ft_sgd_f32(float *param, float *buf, const float *grad, int64_t n, double lr,
-                    double momentum, int nesterov, double weight_decay, double grad_scale,
-                    int nthreads)
+                    double momentum, double dampening, int nesterov, double weight_decay,
+                    double grad_scale, int nthreads)
     void ft_sgd_f64(double *param, double *buf, const double *grad, int64_t n, double lr,
-                    double momentum, int nesterov, double weight_decay, double grad_scale,
-                    int nthreads)
+                    double momentum, double dampening, int nesterov, double weight_decay,
+                    double grad_scale, int nthreads)
     double ft_sum_of_squares_f32(const float *x, int64_t n, int nthreads)
     double ft_sum_of_squares_f64(const double *x, int64_t n, int nthreads)
 

@@ -18,62 +18,66 @@ SS_LANES = 16
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _adamw(p, m, v, grad, small_w1, decay, w1, w1c, beta2, w2, bc2_sqrt, eps, neg_step_size,
-           scale):
-    # p, m, v (P,) =, grad (P,); the scalars are of the arrays' dtype; w1c = 1 - w1
-    if small_w1:  # torch's lerp, in the form it picks for the weight w1 (see csrc/adamw.c)
-        for i in prange(p.shape[0]):
-            g = grad[i] * scale
+def _adamw(p, m, v, grad, v_max, amsgrad, small_w1, decay, w1, w1c, beta2, w2, bc2_sqrt, eps,
+           neg_step_size, scale):
+    # p, m, v (P,) =, grad (P,), v_max (P,) = if amsgrad; the scalars are of the arrays' dtype;
+    # w1c = 1 - w1
+    for i in prange(p.shape[0]):
+        g = grad[i] * scale
+        if small_w1:  # torch's lerp, in the form it picks for the weight w1 (see csrc/adamw.c)
             mi = m[i] + w1 * (g - m[i])
-            vi = v[i] * beta2 + w2 * g * g
-            denom = np.sqrt(vi) / bc2_sqrt + eps
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] * decay + neg_step_size * mi / denom
-    else:
-        for i in prange(p.shape[0]):
-            g = grad[i] * scale
+        else:
             mi = g - (g - m[i]) * w1c
-            vi = v[i] * beta2 + w2 * g * g
-            denom = np.sqrt(vi) / bc2_sqrt + eps
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] * decay + neg_step_size * mi / denom
+        vi = v[i] * beta2 + w2 * g * g
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:  # v_max = maximum(v_max, v), NaN propagating as torch.maximum
+            vm = v_max[i]
+            if vi > vm or vi != vi:
+                vm = vi
+            v_max[i] = vm
+            vi = vm
+        denom = np.sqrt(vi) / bc2_sqrt + eps
+        p[i] = p[i] * decay + neg_step_size * mi / denom
 
 
-def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale):
-    # param, grad, m, v: one shape, C-contiguous; flattened to (P,) views
+def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale,
+               v_max=None):
+    # param, grad, m, v (and v_max): one shape, C-contiguous; flattened to (P,) views
     real = param.dtype.type
     bias_correction1 = 1 - beta1**step                   # once per call, in double
     bias_correction2 = 1 - beta2**step
     w1 = real(1 - beta1)
     use_library_threads()
-    _adamw(param.reshape(-1), m.reshape(-1), v.reshape(-1), grad.reshape(-1), bool(w1 < 0.5),
+    amsgrad = v_max is not None
+    _adamw(param.reshape(-1), m.reshape(-1), v.reshape(-1), grad.reshape(-1),
+           v_max.reshape(-1) if amsgrad else _NO_BUF[param.dtype], amsgrad, bool(w1 < 0.5),
            real(1 - lr * weight_decay), w1, real(1) - w1, real(beta2), real(1 - beta2),
            real(bias_correction2**0.5), real(eps), real(-(lr / bias_correction1)),
            real(grad_scale))
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _sgd(p, buf, grad, neg_lr, momentum, has_momentum, nesterov, wd, has_wd, scale):
+def _sgd(p, buf, grad, neg_lr, momentum, damp_w, has_momentum, nesterov, wd, has_wd, scale):
     # p (P,) =, buf (P,) = (if has_momentum), grad (P,); the scalars of the arrays' dtype
     for i in prange(p.shape[0]):
         g = grad[i] * scale
         if has_wd:
             g = g + wd * p[i]
         if has_momentum:
-            b = buf[i] * momentum + g
+            b = buf[i] * momentum + damp_w * g  # damp_w = 1 - dampening; g*1 == g exactly
             buf[i] = b
             g = g + momentum * b if nesterov else b
         p[i] = p[i] + neg_lr * g
 
 
-def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_scale):
+def sgd_step(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, grad_scale):
     # param, grad, buf: one shape, C-contiguous; buf None if momentum == 0
     real = param.dtype.type
     b = buf.reshape(-1) if momentum != 0 else _NO_BUF[param.dtype]
     use_library_threads()
-    _sgd(param.reshape(-1), b, grad.reshape(-1), real(-lr), real(momentum), momentum != 0,
+    _sgd(param.reshape(-1), b, grad.reshape(-1), real(-lr), real(momentum),
+         real(1 - dampening), momentum != 0,
          bool(nesterov), real(weight_decay), weight_decay != 0, real(grad_scale))
 
 

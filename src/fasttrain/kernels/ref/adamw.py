@@ -8,18 +8,21 @@ AdamW at step t (from 1), with g = grad_scale * grad:
     p = p * (1 - lr*wd)
     m = lerp(m, g, 1 - beta1)         torch's lerp: m + w*(g - m) if w < 0.5, else g - (g - m)*(1 - w)
     v = v*beta2 + (1 - beta2)*g*g
+    v_max = maximum(v_max, v)         AMSGrad only (v_max given): its denominator reads v_max
     p = p + (-lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 SGD, with g = grad_scale * grad:
     g = g + wd*p                      if wd != 0
-    buf = buf*momentum + g            if momentum != 0; then g = g + momentum*buf (nesterov) or buf
+    buf = buf*momentum + (1 - dampening)*g   if momentum != 0; then g = g + momentum*buf
+                                      (nesterov) or buf
     p = p + (-lr) * g
 """
 import numpy as np
 
 
 @np.errstate(invalid="ignore", divide="ignore", over="ignore")  # NaN/inf propagate, silently
-def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale):
-    # param, grad, m, v: one shape, one dtype; param, m, v updated in place
+def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, grad_scale,
+               v_max=None):
+    # param, grad, m, v (and v_max): one shape, one dtype; param, m, v, v_max updated in place
     real = param.dtype.type
     bias_correction1 = 1 - beta1**step                   # once per call, in double
     bias_correction2 = 1 - beta2**step
@@ -34,12 +37,14 @@ def adamw_step(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, 
         m[...] = g - (g - m) * (real(1) - w1)
     v *= real(beta2)
     v += real(1 - beta2) * g * g
-    denom = np.sqrt(v) / real(bias_correction2**0.5) + real(eps)
+    if v_max is not None:                                # torch.maximum: NaN propagates
+        np.maximum(v_max, v, out=v_max)
+    denom = np.sqrt(v if v_max is None else v_max) / real(bias_correction2**0.5) + real(eps)
     param += real(-step_size) * m / denom
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_scale):
+def sgd_step(param, grad, buf, *, lr, momentum, dampening, nesterov, weight_decay, grad_scale):
     # param, grad, buf: one shape, one dtype; param and buf updated in place; buf None if
     # momentum == 0
     real = param.dtype.type
@@ -48,7 +53,7 @@ def sgd_step(param, grad, buf, *, lr, momentum, nesterov, weight_decay, grad_sca
         g = g + real(weight_decay) * param
     if momentum != 0:
         buf *= real(momentum)
-        buf += g
+        buf += real(1 - dampening) * g                   # real(1) * g == g: no dampening
         g = g + real(momentum) * buf if nesterov else buf
     param += real(-lr) * g
 
