@@ -268,15 +268,9 @@ def test_gpt_gradient_accumulation_and_nan_guard(corpus_file, tmp_path, monkeypa
         params.append(model.arena.params.copy())
     assert_close(params[1], params[0], rtol=1e-5, atol=1e-6, what="accumulated vs one batch")
 
-    calls = {"n": 0}
-    original = GPT.forward_backward
+    from test_train import nan_loss_at_call
 
-    def poisoned(self, x, y):
-        calls["n"] += 1
-        loss = original(self, x, y)
-        return float("nan") if calls["n"] == 15 else loss
-
-    monkeypatch.setattr(GPT, "forward_backward", poisoned)
+    nan_loss_at_call(monkeypatch, GPT, 15)
     with pytest.raises(TrainingError, match="step 15: loss nan"):
         train(tiny(corpus_file, tmp_path / "nan", steps=30), progress=False)
     assert checkpoint.load(tmp_path / "nan" / CHECKPOINT)[1]["step"] == 10

@@ -210,11 +210,12 @@ def text_file(corpus_file, tmp_path_factory):
 
 
 def tiny(data, out_dir, **kw):
-    base = dict(data=str(data), model="gpt", n_layer=2, n_head=2, n_embd=16,
-                block_size=16, batch_size=8, steps=6, warmup=2, lr=1e-3, min_lr=1e-4,
-                eval_interval=3, checkpoint_interval=3, log_interval=3, sample_tokens=10,
-                out_dir=str(out_dir))
-    return TrainConfig(**{**base, **kw})
+    """test_gpt's tiny GPT run, shorter and at a fine-tuning learning rate."""
+    from test_gpt import tiny as gpt_run
+
+    short = dict(steps=6, warmup=2, lr=1e-3, min_lr=1e-4, eval_interval=3,
+                 checkpoint_interval=3, log_interval=3, sample_tokens=10)
+    return gpt_run(data, out_dir, **{**short, **kw})
 
 
 def test_fine_tuning_run_starts_from_the_checkpoint(transformers, torch, hf_folder, text_file,

@@ -161,18 +161,23 @@ def test_ctrl_c_then_resume_is_bit_exact(corpus_file, tmp_path, monkeypatch):
     assert train_epochs(tmp_path / "cut") == train_epochs(tmp_path / "full")
 
 
-def test_nan_loss_stops_and_keeps_the_last_checkpoint(corpus_file, tmp_path, monkeypatch):
-    from fasttrain.models import MLP
-
+def nan_loss_at_call(monkeypatch, model_class, n):
+    """model_class.forward_backward returns a NaN loss at its n-th call (the gradients stay
+    finite: the guard must look at the loss too); returns the call counter, {"n": calls}."""
     calls = {"n": 0}
-    original = MLP.forward_backward
+    original = model_class.forward_backward
 
     def poisoned(self, x, y):
         calls["n"] += 1
         loss = original(self, x, y)
-        return float("nan") if calls["n"] == 15 else loss
+        return float("nan") if calls["n"] == n else loss
 
-    monkeypatch.setattr(MLP, "forward_backward", poisoned)
+    monkeypatch.setattr(model_class, "forward_backward", poisoned)
+    return calls
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(corpus_file, tmp_path, monkeypatch):
+    calls = nan_loss_at_call(monkeypatch, MLP, 15)
     cfg = tiny(corpus_file, tmp_path / "run", steps=30)
     with pytest.raises(TrainingError, match="step 15: loss nan"):
         train(cfg, progress=False)

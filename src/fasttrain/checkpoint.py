@@ -52,13 +52,20 @@ def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> 
     meta_json = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
     header = {"fasttrain": meta_json, "crc32": _crc(meta_json, arrays)}
     blob = st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=header)
+    write_atomic(path, blob)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """`data` into `path` whole or not at all: a temporary file beside it, fsynced, renamed over
+    it, the folder fsynced; a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # a process killed inside a write leaves its temporary behind; one run writes at a time
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
     try:
         with open(tmp, "wb") as f:
-            f.write(blob)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fasttrain.checkpoint import CheckpointError
+from fasttrain.checkpoint import CheckpointError, write_atomic
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -313,19 +313,7 @@ def prepare_run(ckpt: HFCheckpoint, run: Path) -> None:
             raise HFError(f"{run} holds a corpus tokenised with another tokenizer (data.json): "
                           f"fine-tune from {ckpt.folder} in a new out_dir")
         return
-    _write_atomic(here, source.read_bytes())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(here, source.read_bytes())
 
 
 def evaluate_folder(folder, source: str, batch_size: int = 1, backend: str | None = None) -> dict:
