@@ -199,9 +199,10 @@ double FT_FN(ft_internal_ce_setup)(FT_FN(ft_internal_ce_opts) *o, const int64_t 
     o->z = (real)(mean && weight && n_valid > 0 ? lse_square_scale * denom / (double)n_valid
                                                 : lse_square_scale);
     o->softcap = (real)softcap;
-    // PyTorch divides the mean by the kept rows' weight (their count without weights); with
-    // none, every row's gradient is zero and the loss is 0/0 = NaN (torch gives the same).
-    o->scale = !mean ? 1 : denom > 0 ? (real)(1.0 / denom) : 0;
+    // PyTorch divides the mean by the kept rows' weight (their count without weights). With no
+    // kept row, every row's gradient is zero and the loss is 0/0 = NaN; with kept rows whose
+    // weights sum to 0, their gradients are 0/0 = NaN too (torch gives the same).
+    o->scale = !mean ? 1 : denom > 0 ? (real)(1.0 / denom) : n_valid > 0 ? NAN : 0;
     return denom;
 }
 

@@ -129,7 +129,9 @@ def setup(targets, V, dtype, *, ignore_index, reduction, label_smoothing, weight
     zc = lse_square_scale
     if mean and weight is not None and n_valid:
         zc = lse_square_scale * denom / n_valid
-    scale = (1.0 / denom if denom > 0 else 0.0) if mean else 1.0
+    scale = 1.0
+    if mean:  # no kept row: zero gradients; kept rows of weight 0: NaN ones, as in PyTorch
+        scale = 1.0 / denom if denom > 0 else float("nan") if n_valid else 0.0
     plain = weight is None and lse_square_scale == 0 and softcap is None
     row_args = (real(label_smoothing), w, real(w_sum), real(zc),
                 real(0.0 if softcap is None else softcap), plain)

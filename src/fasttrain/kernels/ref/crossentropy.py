@@ -13,7 +13,8 @@ none are given), zs = lse_square_scale and cap = softcap:
 Ignored rows (t == ignore_index) have loss 0 and gradient 0 and count nowhere. Reductions:
   "mean": sum(ce) / sum(w_t) + zs * sum(lse^2) / n, over the n kept rows (torch divides the
           weighted cross-entropy by the kept rows' weights; the z-loss, as Liger Kernel's, is
-          a plain mean over the kept rows). NaN if no row is kept, or their weights sum to 0.
+          a plain mean over the kept rows). NaN if no row is kept (the gradient is then 0), or
+          if their weights sum to 0 (their gradients are then NaN, as in torch).
   "sum":  sum of the row losses.
   "none": the row losses (N,); the gradient is that of sum_i grad_rows[i] * loss_i
           (grad_rows all 1 when None: the gradient of their sum).
@@ -51,7 +52,8 @@ def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, labe
     # f_ce, f_z: the factors of each row's cross-entropy and z-loss in the reduced loss
     n_valid, w_sum = int(valid.sum()), float(w_t.sum(dtype=np.float64))
     if reduction == "mean":
-        f_ce = 1.0 / w_sum if w_sum > 0 else 0.0
+        # no kept row: zero gradients; kept rows whose weights sum to 0: 0/0, NaN, as in torch
+        f_ce = 1.0 / w_sum if w_sum > 0 else np.nan if n_valid else 0.0
         f_z = 1.0 / n_valid if n_valid else 0.0
         loss = (float(ce.sum(dtype=np.float64) / w_sum + zl.sum(dtype=np.float64) / n_valid)
                 if n_valid and w_sum > 0 else float("nan"))
