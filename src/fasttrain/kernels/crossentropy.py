@@ -72,7 +72,9 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
         label_smoothing=label_smoothing, weight=weight, lse_square_scale=lse_square_scale,
         softcap=softcap, grad_rows=grad_rows)
     inputs = {"logits": logits, "targets": targets}
-    inputs.update((k, options[k]) for k in ("weight", "grad_rows") if options[k] is not None)
+    for name in ("weight", "grad_rows"):  # outputs may not overlap them either
+        if options[name] is not None:
+            inputs[name] = options[name]
     out = _checks.output("out", out, (N, V), logits.dtype, inputs, may_be=logits)
     kernel = implementation("softmax_cross_entropy", backend)
     return kernel(logits, targets, out, **options)

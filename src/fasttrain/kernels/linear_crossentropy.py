@@ -128,7 +128,9 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
     # the kernels read C-ordered, native inputs (the chunks are row blocks of x)
     x, W = (np.ascontiguousarray(a, dtype=dtype) for a in (x, W))
     inputs = {"x": x, "W": W, "targets": targets}
-    inputs.update((k, options[k]) for k in ("weight", "grad_rows") if options[k] is not None)
+    for name in ("weight", "grad_rows"):  # outputs may not overlap them either
+        if options[name] is not None:
+            inputs[name] = options[name]
     if b is not None:
         inputs["b"] = b = np.ascontiguousarray(b, dtype=dtype)
     taken = dict(inputs)  # what an output may not overlap: inputs, other outputs

@@ -112,6 +112,10 @@ def _crossentropy(dlogits, losses, logits, targets, grad_rows, ignore_index, eps
                          plain, f)
 
 
+# (0,) arrays that stand for "none" (grad_rows, or the weights of the plain row), one per dtype
+_NONE = {np.dtype(d): np.zeros(0, dtype=d) for d in (np.float32, np.float64)}
+
+
 def setup(targets, V, dtype, *, ignore_index, reduction, label_smoothing, weight,
           lse_square_scale, softcap, grad_rows):
     """The per-call constants, as csrc/crossentropy.c's ft_internal_ce_setup: the positional
@@ -120,8 +124,10 @@ def setup(targets, V, dtype, *, ignore_index, reduction, label_smoothing, weight
     real = dtype.type
     valid = targets != ignore_index
     n_valid = int(np.count_nonzero(valid))
-    if weight is None:
-        w, denom, w_sum = np.ones(V, dtype=dtype), float(n_valid), float(V)
+    plain = weight is None and lse_square_scale == 0 and softcap is None
+    if weight is None:  # the plain row reads no weights: no (V,) array of ones made for it
+        w = _NONE[dtype] if plain else np.ones(V, dtype=dtype)
+        denom, w_sum = float(n_valid), float(V)
     else:
         w, w_sum = weight, float(weight.sum(dtype=np.float64))
         denom = float(weight[targets[valid]].sum(dtype=np.float64))
@@ -132,10 +138,9 @@ def setup(targets, V, dtype, *, ignore_index, reduction, label_smoothing, weight
     scale = 1.0
     if mean:  # no kept row: zero gradients; kept rows of weight 0: NaN ones, as in PyTorch
         scale = 1.0 / denom if denom > 0 else float("nan") if n_valid else 0.0
-    plain = weight is None and lse_square_scale == 0 and softcap is None
     row_args = (real(label_smoothing), w, real(w_sum), real(zc),
                 real(0.0 if softcap is None else softcap), plain)
-    g = np.zeros(0, dtype=dtype) if grad_rows is None else grad_rows
+    g = _NONE[dtype] if grad_rows is None else grad_rows
     return row_args, g, denom, real(scale)
 
 
