@@ -92,11 +92,13 @@ FT_CLONES static real FT_FN(ce_row)(real *d, const real *x, int64_t V, int64_t t
 }
 
 // One row with the options (weights, z-loss, soft cap): writes d (V,) = f * dlogits and returns
-// the row's loss. The file's header has the formulas.
-FT_CLONES static real FT_FN(ce_row_opts)(real *d, const real *x, int64_t V, int64_t t,
-                                         const FT_FN(ft_internal_ce_opts) *o, real f) {
+// the row's loss. The file's header has the formulas. `w` is o->weight; ce_row_opts inlines this
+// twice, once with w = NULL, so that no loop tests it per element (with the test inside, the
+// unweighted float32 row with a cap ran 3.5x slower than the weighted one).
+static inline __attribute__((always_inline)) real FT_FN(ce_row_opts_body)(
+    real *d, const real *x, int64_t V, int64_t t, const FT_FN(ft_internal_ce_opts) *o, real f,
+    const real *w) {
     const real eps = o->eps, cap = o->softcap;
-    const real *w = o->weight;
     // sweep 1: z (into d, when capped), m = max(z), and sum_j w_j z_j for the smoothing term,
     // in blocks as s below
     real m = -INFINITY;
@@ -174,6 +176,12 @@ FT_CLONES static real FT_FN(ce_row_opts)(real *d, const real *x, int64_t V, int6
         d[t] -= bt;
     }
     return loss;
+}
+
+FT_CLONES static real FT_FN(ce_row_opts)(real *d, const real *x, int64_t V, int64_t t,
+                                         const FT_FN(ft_internal_ce_opts) *o, real f) {
+    if (o->weight) return FT_FN(ce_row_opts_body)(d, x, V, t, o, f, o->weight);
+    return FT_FN(ce_row_opts_body)(d, x, V, t, o, f, NULL);
 }
 
 double FT_FN(ft_internal_ce_setup)(FT_FN(ft_internal_ce_opts) *o, const int64_t *targets,
