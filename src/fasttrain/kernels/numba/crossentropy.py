@@ -154,13 +154,16 @@ def total(losses, reduction, denom):
     return t / denom if denom > 0 else float("nan")
 
 
-def softmax_cross_entropy(logits, targets, out, *, ignore_index, **options):
-    # logits (N, V), targets (N,) int64, out (N, V); out may be logits; options: reduction,
-    # label_smoothing, weight, lse_square_scale, softcap, grad_rows (see setup)
+def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, label_smoothing,
+                          weight, lse_square_scale, softcap, grad_rows):
+    # logits (N, V), targets (N,) int64, out (N, V); out may be logits; weight (V,) or None,
+    # grad_rows (N,) or None
     N, V = logits.shape
-    row_args, grad_rows, denom, scale = setup(targets, V, logits.dtype,
-                                              ignore_index=ignore_index, **options)
+    row_args, grad_rows, denom, scale = setup(
+        targets, V, logits.dtype, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, weight=weight, lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=grad_rows)
     losses = np.empty(N, dtype=logits.dtype)  # (N,)
     use_library_threads()
     _crossentropy(out, losses, logits, targets, grad_rows, ignore_index, *row_args, scale)
-    return total(losses, options["reduction"], denom), out
+    return total(losses, reduction, denom), out

@@ -55,20 +55,22 @@ def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, grad_rows, ignore_ind
                 1.0 if accumulate or i0 > 0 else 0.0)
 
 
-def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, chunk_rows, accumulate,
-                         **options):
-    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs;
-    # dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None; options: reduction,
-    # label_smoothing, weight, lse_square_scale, softcap, grad_rows (crossentropy.setup)
+def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
+                         label_smoothing, weight, lse_square_scale, softcap, grad_rows,
+                         chunk_rows, accumulate):
+    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs; weight (V,) or
+    # None, grad_rows (N,) or None; dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
     N = x.shape[0]
     V = W.shape[0]
     # scale and eps in x's dtype, as the C kernel's `real`: for V = 1 the gradient is then
     # scale - scale = 0 exactly, not a float64 remainder that dW multiplies by x (found by
     # tests/test_properties.py with |x| ~ 1e30)
-    row_args, grad_rows, denom, scale = ce.setup(targets, V, x.dtype, ignore_index=ignore_index,
-                                                 **options)
+    row_args, grad_rows, denom, scale = ce.setup(
+        targets, V, x.dtype, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, weight=weight, lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=grad_rows)
     work = np.empty((max(1, min(chunk_rows, N)), V), dtype=x.dtype)  # (chunk_rows, V)
     losses = np.empty(N, dtype=x.dtype)                                # (N,)
     _lce(_GEMM[x.dtype], losses, dx, dW, db, work, x, W, b, targets, grad_rows, ignore_index,
          *row_args, scale, accumulate)
-    return ce.total(losses, options["reduction"], denom), dx, dW, db
+    return ce.total(losses, reduction, denom), dx, dW, db

@@ -24,7 +24,7 @@ import numpy as np
 
 @np.errstate(invalid="ignore", divide="ignore", over="ignore")  # NaN/inf propagate, silently
 def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, label_smoothing,
-                          weight=None, lse_square_scale=0.0, softcap=None, grad_rows=None):
+                          weight, lse_square_scale, softcap, grad_rows):
     # logits (N, V), targets (N,) int64, out (N, V); out may be logits, so it is written last;
     # weight (V,) or None, grad_rows (N,) or None (reduction "none" only)
     N, V = logits.shape

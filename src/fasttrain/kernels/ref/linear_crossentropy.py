@@ -16,8 +16,8 @@ from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 
 
 def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
-                         label_smoothing, chunk_rows, accumulate, weight=None,
-                         lse_square_scale=0.0, softcap=None, grad_rows=None):
+                         label_smoothing, weight, lse_square_scale, softcap, grad_rows,
+                         chunk_rows, accumulate):
     # x (N, C), W (V, C), b (V,) or None, targets (N,) int64; weight (V,) or None;
     # grad_rows (N,) or None; dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
     logits = np.empty((x.shape[0], W.shape[0]), dtype=x.dtype)  # (N, V)
