@@ -39,40 +39,41 @@ def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, labe
     s = e.sum(axis=1, keepdims=True)                     # (N, 1)
     lse = (m + np.log(s))[:, 0]                          # (N,)
     logp = z - lse[:, None]                              # (N, V) log-probabilities
-    w = np.ones(V, dtype=logits.dtype) if weight is None else weight  # (V,)
-    w_t = np.where(valid, w[t], 0)                       # (N,) 0 on ignored rows
+    w_t = np.where(valid, 1.0 if weight is None else weight[t], 0)  # (N,) weight[t], 0 if ignored
 
     ce = -(1 - eps) * w_t * logp[rows, t]                # (N,)
     if eps > 0:  # guarded: 0 * sum(log p) would be NaN for a row holding -inf
-        ce = ce - eps / V * (logp * w).sum(axis=1)
+        ce = ce - eps / V * (logp.sum(axis=1) if weight is None else logp @ weight)
     ce = np.where(valid, ce, 0)
     zl = np.where(valid, zs * lse * lse, 0) if zs else np.zeros(N)  # (N,) the z-loss
     row_loss = (ce + zl).astype(logits.dtype)
 
-    # f_ce, f_z: the factors of each row's cross-entropy and z-loss in the reduced loss
+    # f_ce, f_z (N,): the factors of each row's cross-entropy and z-loss in the reduced loss
     n_valid, w_sum = int(valid.sum()), float(w_t.sum(dtype=np.float64))
     if reduction == "mean":
         # no kept row: zero gradients; kept rows whose weights sum to 0: 0/0, NaN, as in torch
-        f_ce = 1.0 / w_sum if w_sum > 0 else np.nan if n_valid else 0.0
-        f_z = 1.0 / n_valid if n_valid else 0.0
+        f_ce = np.full(N, 1.0 / w_sum if w_sum > 0 else np.nan if n_valid else 0.0)
+        f_z = np.full(N, 1.0 / n_valid if n_valid else 0.0)
         loss = (float(ce.sum(dtype=np.float64) / w_sum + zl.sum(dtype=np.float64) / n_valid)
                 if n_valid and w_sum > 0 else float("nan"))
     elif reduction == "sum":
-        f_ce = f_z = 1.0
+        f_ce = f_z = np.ones(N)
         loss = float(row_loss.sum(dtype=np.float64))
     else:
-        f_ce = f_z = 1.0 if grad_rows is None else grad_rows[:, None].astype(np.float64)
+        f_ce = f_z = np.ones(N) if grad_rows is None else grad_rows.astype(np.float64)
         loss = row_loss
 
-    p = e / s                                            # (N, V)
-    c = ((1 - eps) * w_t + eps / V * w.sum(dtype=np.float64))[:, None]  # (N, 1)
-    dce = c * p - eps / V * w                            # (N, V) d ce / d z
-    dce[rows, t] -= (1 - eps) * w_t
-    grad = f_ce * dce
-    if zs:
-        grad = grad + f_z * 2 * zs * lse[:, None] * p
+    # d loss / d z = f_ce * (c * p - (1 - eps) * w_t * onehot(t) - eps / V * w)
+    #              + f_z * 2 * zs * lse * p,          c = (1 - eps) * w_t + eps / V * sum(w)
+    # built in place in p, in the logits' dtype
+    c = (1 - eps) * w_t + eps / V * (V if weight is None else weight.sum(dtype=np.float64))
+    grad = e / s                                         # (N, V) p
+    grad *= (f_ce * c + f_z * 2 * zs * lse).astype(grad.dtype)[:, None]
+    grad[rows, t] -= f_ce * (1 - eps) * w_t
+    if eps > 0:
+        grad -= (f_ce * eps / V).astype(grad.dtype)[:, None] * (1 if weight is None else weight)
     if softcap is not None:
-        grad = grad * (1 - (z / softcap) ** 2)
+        grad *= 1 - (z / softcap) ** 2                   # through the cap: tanh' = 1 - tanh^2
     grad[~valid] = 0
     out[...] = grad
     return loss, out
