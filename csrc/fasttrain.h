@@ -21,14 +21,21 @@ enum ft_reduction { FT_REDUCTION_NONE = 0, FT_REDUCTION_MEAN = 1, FT_REDUCTION_S
 //   dlogits (N,V) =  gradient of the reduced loss w.r.t. logits; may be the logits buffer itself
 //   losses  (N,)  =  per-row loss, 0 for rows whose target is ignore_index
 //   logits  (N,V)    targets (N,) in [0,V) or == ignore_index
-// Returns the mean (over non-ignored rows; NaN if there are none) or the sum of the row losses;
-// 0 for FT_REDUCTION_NONE, where `losses` is the result.
+//   weight (V,) class weights or NULL; lse_square_scale the z-loss (0: none); softcap > 0 caps
+//   the logits at softcap * tanh(logits / softcap) (0: no cap); grad_rows (N,) or NULL, with
+//   FT_REDUCTION_NONE only: dlogits row i is that of grad_rows[i] * losses[i]
+// Returns the mean (the kept rows' weighted cross-entropy over their summed weight, plus their
+// mean z-loss; NaN if there are none) or the sum of the row losses; 0 for FT_REDUCTION_NONE,
+// where `losses` is the result.
 double ft_crossentropy_f32(float *dlogits, float *losses, const float *logits, const int64_t *targets,
                            int64_t N, int64_t V, int64_t ignore_index, int reduction,
-                           double label_smoothing, int nthreads);
+                           double label_smoothing, const float *weight, double lse_square_scale,
+                           double softcap, const float *grad_rows, int nthreads);
 double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits,
                            const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
-                           int reduction, double label_smoothing, int nthreads);
+                           int reduction, double label_smoothing, const double *weight,
+                           double lse_square_scale, double softcap, const double *grad_rows,
+                           int nthreads);
 
 // ----------------------------------------------------------------------------------------------
 // linear layer, forward and backward around a BLAS GEMM passed in at run time (linear.c)
@@ -79,6 +86,7 @@ int ft_linear_backward_f64(ft_gemm_f64 gemm, double *dx, double *dW, double *db,
 //   db (V,)       =  column sums of dlogits  (+= if accumulate)   NULL: not computed
 //   work (chunk_rows,V)  scratch (the chunk's logits, then its gradient)
 //   x (N,C)   W (V,C)   b (V,) or NULL   targets (N,) in [0,V) or == ignore_index; all C-ordered
+//   weight, lse_square_scale, softcap, grad_rows: as for ft_crossentropy (the cap on x W^T + b)
 // Returns 0, or FT_ERR_BLAS_INT (nothing written) when N, C or V exceeds BLAS's 32-bit int.
 // `nthreads` is the team of the cross-entropy rows between the GEMMs, `gemm_nthreads` that of the
 // GEMMs (as `nthreads` of ft_linear_forward).
@@ -86,14 +94,17 @@ int ft_linear_crossentropy_f32(ft_gemm_f32 gemm, double *loss, float *losses, fl
                                float *dW, float *db, float *work, const float *x, const float *W,
                                const float *b, const int64_t *targets, int64_t N, int64_t C,
                                int64_t V, int64_t chunk_rows, int64_t ignore_index,
-                               int reduction, double label_smoothing, int accumulate,
-                               int nthreads, int gemm_nthreads);
+                               int reduction, double label_smoothing, const float *weight,
+                               double lse_square_scale, double softcap, const float *grad_rows,
+                               int accumulate, int nthreads, int gemm_nthreads);
 int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
                                double *dW, double *db, double *work, const double *x,
                                const double *W, const double *b, const int64_t *targets,
                                int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                int64_t ignore_index, int reduction, double label_smoothing,
-                               int accumulate, int nthreads, int gemm_nthreads);
+                               const double *weight, double lse_square_scale, double softcap,
+                               const double *grad_rows, int accumulate, int nthreads,
+                               int gemm_nthreads);
 
 // ----------------------------------------------------------------------------------------------
 // embedding lookup, plain (K = 1) or in bags of K rows summed (embedding.c)

@@ -10,7 +10,9 @@
 //   db   +=  column sums of work         rows added in order             } of rows by block
 //   dx_c  =  work W                      one GEMM
 //   dW   +=  work^T x_c                  one GEMM; beta = 0 for the first chunk unless accumulate
-// The mean's 1/n_valid scales every row's gradient, so the valid targets are counted first.
+// The mean's 1/n_valid (1/(summed weight[t]) with class weights) scales every row's gradient, so
+// the valid targets are counted first; with grad_rows (reduction "none") row i's gradient is
+// scaled by grad_rows[i] instead, and dx, dW and db follow from the scaled rows.
 // This is how Liger Kernel's fused linear cross-entropy and Apple's Cut Cross-Entropy
 // (Wijmans et al. 2024, arXiv:2411.09009) avoid the logits on GPUs; here a chunk is a bounded
 // CPU buffer, whose rows the Python front sizes (kernels/linear_crossentropy.py says how).
@@ -53,8 +55,8 @@
 
 // work (n,V) = dlogits of the chunk's logits in place, losses (n,), db (V,) += the column sums.
 static void FT_FN(rows_pass)(real *work, real *losses, real *db, const int64_t *targets,
-                             int64_t n, int64_t V, int64_t ignore_index, real eps, real scale,
-                             int nthreads) {
+                             const real *grad_rows, int64_t n, int64_t V, int64_t ignore_index,
+                             const FT_FN(ft_internal_ce_opts) *o, int nthreads) {
     int64_t block = ROW_BLOCK_BYTES / (V * (int64_t)sizeof(real));
     if (block < 1) block = 1;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && n * V >= FT_CE_PARALLEL_MIN)
@@ -63,7 +65,8 @@ static void FT_FN(rows_pass)(real *work, real *losses, real *db, const int64_t *
 #pragma omp for schedule(static)
         for (int64_t i = r0; i < r1; i++)
             losses[i] = FT_FN(ft_internal_ce_row)(work + i * V, work + i * V, V, targets[i],
-                                                  ignore_index, eps, scale);
+                                                  ignore_index, o,
+                                                  grad_rows ? grad_rows[i] : o->scale);
         if (db) {  // (the implied barrier above: the block's rows are all written)
 #pragma omp for schedule(static)
             for (int64_t j0 = 0; j0 < V; j0 += DB_COLS) {
@@ -79,14 +82,15 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
                                   real *db, real *work, const real *x, const real *W,
                                   const real *b, const int64_t *targets, int64_t N, int64_t C,
                                   int64_t V, int64_t chunk_rows, int64_t ignore_index,
-                                  int reduction, double label_smoothing, int accumulate,
-                                  int nthreads, int gemm_nthreads) {
+                                  int reduction, double label_smoothing, const real *weight,
+                                  double lse_square_scale, double softcap, const real *grad_rows,
+                                  int accumulate, int nthreads, int gemm_nthreads) {
     if (!fits_blas_int(N) || !fits_blas_int(C) || !fits_blas_int(V)) return FT_ERR_BLAS_INT;
     if (chunk_rows < 1) chunk_rows = 1;
-    int64_t n_valid = 0;
-    for (int64_t i = 0; i < N; i++) n_valid += targets[i] != ignore_index;
-    const real scale = FT_FN(ft_internal_ce_scale)(n_valid, reduction);
-    const real eps = (real)label_smoothing;
+    FT_FN(ft_internal_ce_opts) o;
+    const double denom = FT_FN(ft_internal_ce_setup)(&o, targets, N, V, ignore_index, reduction,
+                                                     label_smoothing, weight, lse_square_scale,
+                                                     softcap);
 
     // With nothing to add (no rows, or C = 0 for dW), "=" still means zeroed outputs.
     if (!accumulate) {
@@ -107,8 +111,8 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
         if (C > 0) FT_FN(ft_internal_matmul)(gemm, work, xc, 0, W, 1, n, C, V, b ? 1 : 0,
                                              gemm_nthreads);
         // work = dlogits_c in place, losses (N,) filled chunk by chunk, db += column sums
-        FT_FN(rows_pass)(work, losses + i0, db, targets + i0, n, V, ignore_index, eps, scale,
-                         nthreads);
+        FT_FN(rows_pass)(work, losses + i0, db, targets + i0, grad_rows ? grad_rows + i0 : NULL,
+                         n, V, ignore_index, &o, nthreads);
         if (C == 0) continue;
         // dx_c (n,C) = dlogits_c (n,V) W (V,C)
         if (dx) FT_FN(ft_internal_matmul)(gemm, dx + i0 * C, work, 0, W, 0, n, V, C, 0,
@@ -117,6 +121,6 @@ int FT_FN(ft_linear_crossentropy)(gemm_fn gemm, double *loss, real *losses, real
         FT_FN(ft_internal_matmul)(gemm, dW, work, 1, xc, 0, V, n, C,
                                   accumulate || i0 > 0 ? 1 : 0, gemm_nthreads);
     }
-    *loss = FT_FN(ft_internal_ce_total)(losses, N, n_valid, reduction);
+    *loss = FT_FN(ft_internal_ce_total)(losses, N, denom, reduction);
     return 0;
 }

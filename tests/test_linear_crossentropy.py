@@ -1,7 +1,8 @@
 """linear_cross_entropy: every backend against the unfused composition (linear_forward +
 softmax_cross_entropy + linear_backward, in float64) across shapes that cut chunks oddly,
-dtypes, reductions, label smoothing, ignored rows and chunks, accumulate and threads; against
-PyTorch's F.cross_entropy(F.linear(x, W, b)) with autograd; every bad input against its error.
+dtypes, reductions, label smoothing, ignored rows and chunks, accumulate and threads, and the
+options (class weights, z-loss, soft cap, per-row upstream gradients); against PyTorch's
+F.cross_entropy(F.linear(x, W, b)) with autograd; every bad input against its error.
 The unfused pieces are themselves tested against finite differences (test_linear.py,
 test_crossentropy.py); the reference here is their composition, checked once by calculus too."""
 import numpy as np
@@ -28,6 +29,7 @@ def make_case(N, C, V, *, dtype=f32, ignored=0.0, seed=0):
 
 def unfused64(x, W, b, t, **kw):
     """The composition of the unfused kernels on float64 copies: the values to match."""
+    kw = {k: (v.astype(f64) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
     x, W = x.astype(f64), W.astype(f64)
     b = None if b is None else b.astype(f64)
     logits = linear_forward(x, W, b, backend="numpy")
@@ -64,21 +66,47 @@ def check(backend, x, W, b, t, **kw):
 # ---------------------------------------------------------------------------------------------
 # the reference is the unfused definition: check it once against calculus
 
+def options(name, N, V, dtype, reduction):
+    """The keyword arguments of one option set, named as the test ids."""
+    rng = np.random.default_rng(40)
+    w = rng.uniform(0.2, 2.0, V).astype(dtype)
+    w[V // 2] = 0  # a class that never counts
+    g = rng.standard_normal(N).astype(dtype) if reduction == "none" else None
+    return {
+        "plain": {},
+        "weight": dict(weight=w),
+        "zloss": dict(lse_square_scale=1e-2),
+        "softcap": dict(softcap=2.0),
+        "grad_rows": dict(grad_rows=g),
+        "all": dict(weight=w, lse_square_scale=3e-2, softcap=3.0, grad_rows=g),
+    }[name]
+
+
+OPTIONS = ["weight", "zloss", "softcap", "grad_rows", "all"]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_reference_matches_finite_differences(reduction):
+@pytest.mark.parametrize("option", ["plain"] + OPTIONS)
+def test_reference_matches_finite_differences(reduction, option):
     x, W, b, t = make_case(4, 3, 5, dtype=f64, seed=1)
     t[1] = IGNORE
-    kw = dict(reduction=reduction, label_smoothing=0.2)
+    kw = dict(reduction=reduction, label_smoothing=0.2, **options(option, 4, 5, f64, reduction))
+    g = kw.get("grad_rows")
     _, dx, dW, db = linear_cross_entropy(x, W, t, b, backend="numpy", **kw)
     h = 1e-6
+
+    def scalar_loss():  # "none": sum_i g_i * loss_i
+        loss = linear_cross_entropy(x, W, t, b, backend="numpy", **kw)[0]
+        return np.sum(loss * (1 if g is None else g))
+
     for name, arr, grad in (("x", x, dx), ("W", W, dW), ("b", b, db)):
         numeric = np.zeros_like(arr)
         for idx in np.ndindex(arr.shape):
             old = arr[idx]
             arr[idx] = old + h
-            plus = np.sum(linear_cross_entropy(x, W, t, b, backend="numpy", **kw)[0])
+            plus = scalar_loss()
             arr[idx] = old - h
-            minus = np.sum(linear_cross_entropy(x, W, t, b, backend="numpy", **kw)[0])
+            minus = scalar_loss()
             arr[idx] = old
             numeric[idx] = (plus - minus) / (2 * h)
         assert_close(grad, numeric, rtol=1e-6, atol=1e-9, what=f"d{name}")
@@ -225,6 +253,73 @@ def test_inputs_that_are_copied(backend):
         assert_close(g, w, rtol=1e-6, atol=1e-7, what="Fortran-ordered inputs")
 
 
+# each option on the small shapes; all of them at once on the shape whose C pass opens its team
+OPTION_CASES = [pytest.param(SHAPES[s], o, id=f"{s}-{o}") for s in ("N-not-multiple-of-chunk",
+                "V=1", "wide-V") for o in OPTIONS] + [
+    pytest.param(SHAPES["row-blocks"], "all", id="row-blocks-all")]
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("shape,option", OPTION_CASES)
+def test_options_match_unfused(backend, dtype, shape, option):
+    N, C, V, chunk = shape
+    x, W, b, t = make_case(N, C, V, dtype=dtype, ignored=0.2, seed=41)
+    for reduction in ("mean", "sum", "none"):
+        for eps in (0.0, 0.1):
+            kw = dict(reduction=reduction, label_smoothing=eps,
+                      **options(option, N, V, dtype, reduction))
+            got = linear_cross_entropy(x, W, t, b, chunk_rows=chunk, backend=backend, **kw)
+            want = unfused64(x, W, b, t, **kw)
+            tl, tg = tolerances(dtype, t, reduction)
+            if reduction == "mean" and "weight" in kw:  # the mean's 1 / (kept rows' weights)
+                kept = t != IGNORE
+                tg["atol"] *= kept.sum() / max(float(kw["weight"][t[kept]].sum()), 1e-3)
+            if dtype == f32 and "grad_rows" in kw:
+                tg["atol"] *= 3
+            assert_close(got[0], want[0], **tl, what=f"{option} loss")
+            for name, g, w in zip(("dx", "dW", "db"), got[1:], want[1:]):
+                assert_close(g, w, **tg, what=f"{option} {name}, {reduction}, eps {eps}")
+
+
+def test_grad_rows_scale_each_row_of_every_gradient(backend):
+    """dx, dW and db with grad_rows g are those of the row losses weighted by g: the same as
+    scaling the unfused dlogits row by row, which a plain backward (of the sum) cannot give."""
+    x, W, b, t = make_case(25, 6, 11, dtype=f64, ignored=0.2, seed=42)
+    g = np.random.default_rng(43).standard_normal(25)
+    loss, dx, dW, db = linear_cross_entropy(x, W, t, b, reduction="none", grad_rows=g,
+                                            chunk_rows=4, backend=backend)
+    logits = linear_forward(x, W, b, backend="numpy")
+    rows, dlogits = softmax_cross_entropy(logits, t, reduction="none", backend="numpy")
+    want = linear_backward(x, W, g[:, None] * dlogits, backend="numpy")
+    assert_close(loss, rows, rtol=1e-12, atol=1e-14, what="losses")
+    for name, a, w in zip(("dx", "dW", "db"), (dx, dW, db), want):
+        assert_close(a, w, rtol=1e-10, atol=1e-13, what=name)
+    plain = linear_cross_entropy(x, W, t, b, reduction="none", chunk_rows=4, backend=backend)
+    assert not np.allclose(plain[2], dW)  # the sum's gradient is a different one
+
+
+def test_options_same_bits_every_call_and_any_thread_count(backend):
+    """As test_same_bits_every_call_and_any_thread_count, with every option, and V large enough
+    for the C pass between the GEMMs to open its team (64 x 2000 logits per chunk)."""
+    import fasttrain
+
+    x, W, b, t = make_case(300, 16, 2000, ignored=0.1, seed=44)
+    kw = options("all", 300, 2000, f32, "none")
+    before = fasttrain.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2, 1):
+            fasttrain.set_num_threads(n)
+            runs.append(linear_cross_entropy(x, W, t, b, chunk_rows=64, reduction="none",
+                                             backend=backend, **kw))
+    finally:
+        fasttrain.set_num_threads(before)
+    for a, c in zip(runs[0], runs[2]):
+        assert np.array_equal(a, c), "two calls with 1 thread differ"
+    for a, c in zip(runs[0], runs[1]):  # the GEMMs' rounding differs with BLAS's threads
+        assert_close(a, c, rtol=1e-5, atol=1e-5, what="1 vs 2 threads")
+
+
 # ---------------------------------------------------------------------------------------------
 # PyTorch: the third voice
 
@@ -248,6 +343,42 @@ def test_matches_pytorch(backend, torch, dtype, reduction, bias):
     assert_close(dW, Wt.grad.numpy(), **tg, what="dW vs torch")
     if bias:
         assert_close(db, bt.grad.numpy(), **tg, what="db vs torch")
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("option", OPTIONS)
+def test_options_match_pytorch(backend, torch, dtype, reduction, option):
+    """The options written out in PyTorch: F.cross_entropy with weight on the capped logits,
+    plus the z-loss over the kept rows (averaged over their count for "mean", as Liger Kernel
+    does), backward with grad_rows as the upstream gradient of "none"."""
+    F = torch.nn.functional
+    x, W, b, t = make_case(45, 12, 31, dtype=dtype, ignored=0.2, seed=45)
+    kw = options(option, 45, 31, dtype, reduction)
+    xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    z = F.linear(xt, Wt, bt)
+    if "softcap" in kw:
+        z = kw["softcap"] * torch.tanh(z / kw["softcap"])
+    tt = torch.tensor(t)
+    weight = torch.tensor(kw["weight"]) if "weight" in kw else None
+    lt = F.cross_entropy(z, tt, weight=weight, ignore_index=IGNORE, reduction=reduction,
+                         label_smoothing=0.1)
+    kept = tt != IGNORE
+    zl = kw.get("lse_square_scale", 0.0) * torch.where(kept, torch.logsumexp(z, 1) ** 2, 0)
+    lt = lt + {"mean": zl.sum() / kept.sum(), "sum": zl.sum(), "none": zl}[reduction]
+    g = kw.get("grad_rows")
+    lt.backward(torch.tensor(g) if g is not None else torch.ones_like(lt))
+    loss, dx, dW, db = linear_cross_entropy(x, W, t, b, reduction=reduction, label_smoothing=0.1,
+                                            chunk_rows=8, backend=backend, **kw)
+    tl, tg = tolerances(dtype, t, reduction)
+    if reduction == "mean" and weight is not None:
+        tg["atol"] *= kept.sum().item() / float(kw["weight"][t[t != IGNORE]].sum())
+    if dtype == f32 and g is not None:
+        tg["atol"] *= 3
+    assert_close(loss, lt.detach().numpy(), **tl, what="loss vs torch")
+    assert_close(dx, xt.grad.numpy(), **tg, what="dx vs torch")
+    assert_close(dW, Wt.grad.numpy(), **tg, what="dW vs torch")
+    assert_close(db, bt.grad.numpy(), **tg, what="db vs torch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +432,25 @@ BAD = [
     ("dW-overlaps-dx", "dW-dx", ValueError, "dW overlaps dx"),
     ("backend", dict(backend="cuda"), ValueError, "unknown backend 'cuda'"),
     ("blas-int", "huge", ValueError, r"N = 2147483648 exceeds the BLAS integer limit"),
+    ("weight-shape", dict(weight=np.ones(4, dtype=f32)), ValueError,
+     r"weight must have shape \(V,\) = \(5,\), got \(4,\)"),
+    ("weight-dtype", dict(weight=np.ones(5)), TypeError,
+     "weight must have the dtype of x, float32, got float64"),
+    ("weight-negative", dict(weight=np.array([1, 1, 1, -1, 1], f32)), ValueError,
+     r"weight\[3\] = -1.0: class weights must be finite and >= 0"),
+    ("weight-nan", dict(weight=np.array([np.nan, 1, 1, 1, 1], f32)), ValueError,
+     r"weight\[0\] = nan"),
+    ("zloss-negative", dict(lse_square_scale=-1.0), ValueError, "lse_square_scale must be in"),
+    ("zloss-nan", dict(lse_square_scale=float("nan")), ValueError, "lse_square_scale must be in"),
+    ("softcap-zero", dict(softcap=0), ValueError, "softcap must be None or a finite number > 0"),
+    ("softcap-negative", dict(softcap=-1.0), ValueError, "softcap must be in"),
+    ("grad-rows-sum", dict(grad_rows=np.ones(4, dtype=f32), reduction="sum"), ValueError,
+     "grad_rows is the per-row gradient of reduction='none'; with reduction='sum'"),
+    ("grad-rows-shape", dict(grad_rows=np.ones(3, dtype=f32), reduction="none"), ValueError,
+     r"grad_rows must have shape \(N,\) = \(4,\), got \(3,\)"),
+    ("grad-rows-dtype", dict(grad_rows=np.ones(4), reduction="none"), TypeError,
+     "grad_rows must have the dtype of x"),
+    ("dx-is-grad-rows", "dx-grad-rows", ValueError, "dx overlaps grad_rows"),
 ]
 
 
@@ -318,6 +468,9 @@ def test_bad_input_raises_before_touching_memory(change, exc, message):
     elif change == "dW-dx":
         buf = np.zeros(30, dtype=f32)
         change = dict(dx=buf[:12].reshape(4, 3), dW=buf[10:25].reshape(5, 3))
+    elif change == "dx-grad-rows":
+        dx = np.zeros((4, 3), dtype=f32)
+        change = dict(dx=dx, grad_rows=dx.reshape(-1)[:4], reduction="none")
     elif change == "huge":  # 2**31 rows of nothing: broadcast views, no memory behind them
         change = dict(x=np.broadcast_to(np.zeros((1, 3), dtype=f32), (2**31, 3)))
     args.update(change)

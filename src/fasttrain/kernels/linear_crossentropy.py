@@ -39,15 +39,18 @@ def default_chunk_rows(V: int, itemsize: int, N: int | None = None) -> int:
 
 
 def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction="mean",
-                         label_smoothing=0.0, chunk_rows=None, dx=None, dW=None, db=None,
+                         label_smoothing=0.0, weight=None, lse_square_scale=0.0, softcap=None,
+                         grad_rows=None, chunk_rows=None, dx=None, dW=None, db=None,
                          accumulate=False, backend=None):
     """A linear layer and the softmax cross-entropy after it, forward and backward in one call,
     chunk by chunk of rows: the (N, V) logits are never stored whole.
 
     Same values as ``linear_forward`` + ``softmax_cross_entropy`` + ``linear_backward``, and as
-    ``torch.nn.functional.cross_entropy(F.linear(x, W, b), targets, ignore_index=...,
-    reduction=..., label_smoothing=...)`` with its autograd gradients (for reduction="none":
-    the gradients of the sum of the row losses):
+    ``torch.nn.functional.cross_entropy(F.linear(x, W, b), targets, weight=...,
+    ignore_index=..., reduction=..., label_smoothing=...)`` with its autograd gradients (for
+    reduction="none": the gradients of the sum of the row losses, or of
+    sum_i grad_rows[i] * loss_i), plus the z-loss and the soft cap of softmax_cross_entropy
+    (the cap applies to the logits x @ W.T + b):
         dx = dlogits @ W            (N, C)   always overwritten (=)
         dW = dlogits.T @ x          (V, C)   = , or += with accumulate=True
         db = dlogits.sum(axis=0)    (V,)     = , or += with accumulate=True
@@ -58,6 +61,11 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
         targets: (N,) any integer dtype; each in [0, V) or equal to ignore_index.
         b: (V,) of x's dtype, or None for no bias (then db is None).
         ignore_index, reduction, label_smoothing: as in softmax_cross_entropy.
+        weight, lse_square_scale, softcap, grad_rows: as in softmax_cross_entropy, of x's dtype:
+            weight (V,) the class weights (not the layer's W), grad_rows (N,) only with
+            reduction="none". The gradients are computed here, in the forward, so a caller
+            whose upstream gradient differs per row (``loss.backward(g)`` in PyTorch) passes
+            it as grad_rows; dx, dW and db are then those of sum_i grad_rows[i] * loss_i.
         chunk_rows: rows of logits computed at once (an int >= 1); None picks
             default_chunk_rows(V, itemsize, N). The extra memory is chunk_rows x V floats plus
             N row losses.
@@ -78,10 +86,11 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
             than float32/float64 or one that differs from x's, targets not integer, accumulate
             not a bool, chunk_rows not an integer.
         ValueError: wrong number of dimensions, shapes that do not match, V = 0, a target out
-            of range, an unknown reduction, label_smoothing outside [0, 1], chunk_rows < 1, a
-            dimension beyond BLAS's 32-bit integer, accumulate=True without dW or db, db given
-            without a bias, an output of the wrong shape or layout, read-only, or overlapping
-            an input or another output.
+            of range, an unknown reduction, the options refused as in softmax_cross_entropy
+            (weight, lse_square_scale, softcap, grad_rows), label_smoothing outside [0, 1],
+            chunk_rows < 1, a dimension beyond BLAS's 32-bit integer, accumulate=True without
+            dW or db, db given without a bias, an output of the wrong shape or layout,
+            read-only, or overlapping an input or another output.
     """
     # checked first, copied (if needed) last: a wrong size is refused before any copy is made
     x = _checks.float_array("x", x, 2, "(N, C); reshape (B, T, C) to (B*T, C)")
@@ -100,8 +109,10 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
             raise ValueError(f"b must have shape (V,) = ({V},) to match W {W.shape}, "
                              f"got {b.shape}")
     _checks.blas_sizes("linear_cross_entropy", N=N, C=C, V=V)
-    targets, ignore_index, reduction, label_smoothing = check_targets_and_options(
-        targets, N, V, ignore_index, reduction, label_smoothing)
+    targets, options = check_targets_and_options(
+        targets, N, V, dtype, "x", ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, weight=weight, lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=grad_rows)
     if chunk_rows is None:
         chunk_rows = default_chunk_rows(V, dtype.itemsize, N)
     chunk_rows = _checks.integer("chunk_rows", chunk_rows)
@@ -117,6 +128,9 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
     # the kernels read C-ordered, native inputs (the chunks are row blocks of x)
     x, W = (np.ascontiguousarray(a, dtype=dtype) for a in (x, W))
     inputs = {"x": x, "W": W, "targets": targets}
+    for name in ("weight", "grad_rows"):  # outputs may not overlap them either
+        if options[name] is not None:
+            inputs[name] = options[name]
     if b is not None:
         inputs["b"] = b = np.ascontiguousarray(b, dtype=dtype)
     taken = dict(inputs)  # what an output may not overlap: inputs, other outputs
@@ -128,6 +142,5 @@ def linear_cross_entropy(x, W, targets, b=None, *, ignore_index=-100, reduction=
     else:
         db = None
     return implementation("linear_cross_entropy", backend)(
-        x, W, b, targets, None if dx is False else dx, dW, db, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, chunk_rows=chunk_rows,
-        accumulate=accumulate)
+        x, W, b, targets, None if dx is False else dx, dW, db, chunk_rows=chunk_rows,
+        accumulate=accumulate, **options)

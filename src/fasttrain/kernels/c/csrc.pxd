@@ -9,10 +9,14 @@ cdef extern from "fasttrain.h" nogil:
 
     double ft_crossentropy_f32(float *dlogits, float *losses, const float *logits,
                                const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
-                               int reduction, double label_smoothing, int nthreads)
+                               int reduction, double label_smoothing, const float *weight,
+                               double lse_square_scale, double softcap, const float *grad_rows,
+                               int nthreads)
     double ft_crossentropy_f64(double *dlogits, double *losses, const double *logits,
                                const int64_t *targets, int64_t N, int64_t V, int64_t ignore_index,
-                               int reduction, double label_smoothing, int nthreads)
+                               int reduction, double label_smoothing, const double *weight,
+                               double lse_square_scale, double softcap, const double *grad_rows,
+                               int nthreads)
 
     ctypedef void (*ft_gemm_f32)(const char *transa, const char *transb, const int *m,
                                  const int *n, const int *k, const float *alpha, const float *a,
@@ -45,13 +49,17 @@ cdef extern from "fasttrain.h" nogil:
                                    const float *W, const float *b, const int64_t *targets,
                                    int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                    int64_t ignore_index, int reduction, double label_smoothing,
-                                   int accumulate, int nthreads, int gemm_nthreads)
+                                   const float *weight, double lse_square_scale, double softcap,
+                                   const float *grad_rows, int accumulate, int nthreads,
+                                   int gemm_nthreads)
     int ft_linear_crossentropy_f64(ft_gemm_f64 gemm, double *loss, double *losses, double *dx,
                                    double *dW, double *db, double *work, const double *x,
                                    const double *W, const double *b, const int64_t *targets,
                                    int64_t N, int64_t C, int64_t V, int64_t chunk_rows,
                                    int64_t ignore_index, int reduction, double label_smoothing,
-                                   int accumulate, int nthreads, int gemm_nthreads)
+                                   const double *weight, double lse_square_scale, double softcap,
+                                   const double *grad_rows, int accumulate, int nthreads,
+                                   int gemm_nthreads)
 
     void ft_adamw_f32(float *param, float *m, float *v, float *v_max, const float *grad, int64_t n,
                       int64_t step, double lr, double beta1, double beta2, double eps,

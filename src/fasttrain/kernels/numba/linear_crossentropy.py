@@ -7,20 +7,21 @@ fasttrain.kernels.ref.linear_crossentropy.
 import numpy as np
 from numba import njit
 
-from fasttrain.kernels.numba.crossentropy import _ce_row
+from fasttrain.kernels.numba import crossentropy as ce
+from fasttrain.kernels.numba.crossentropy import _row
 from fasttrain.kernels.numba.linear import _GEMM, _matmul
-
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
 @njit(cache=True, nogil=True)
-def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, ignore_index, eps, scale,
-         accumulate):
+def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, grad_rows, ignore_index, eps, w,
+         w_sum, zc, cap, plain, scale, accumulate):
     # losses (N,) =, dx (N, C) = or None, dW (V, C) = or +=, db (V,) = or += or None,
-    # work (chunk_rows, V) scratch; x (N, C), W (V, C), b (V,) or None, targets (N,)
+    # work (chunk_rows, V) scratch; x (N, C), W (V, C), b (V,) or None, targets (N,),
+    # grad_rows (N,) or (0,) for none; eps ... plain: the row options (crossentropy.setup)
     N, C = x.shape
     V = W.shape[0]
     rows = work.shape[0]
+    per_row = grad_rows.shape[0] > 0
     if not accumulate:
         if db is not None:
             db[:] = 0
@@ -38,12 +39,9 @@ def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, ignore_index, eps, sc
         if C > 0:  # wc = xc W^T (+ wc); W^T of a C-ordered W is Fortran-ordered
             _matmul(gemm, wc, xc, False, W, True, n, C, V, 0.0 if b is None else 1.0)
         for i in range(n):
-            t = targets[i0 + i]
-            if t == ignore_index:
-                wc[i, :] = 0
-                losses[i0 + i] = 0
-            else:
-                losses[i0 + i] = _ce_row(wc[i], wc[i], t, eps, scale)
+            f = grad_rows[i0 + i] if per_row else scale
+            losses[i0 + i] = _row(wc[i], wc[i], targets[i0 + i], ignore_index, eps, w, w_sum,
+                                  zc, cap, plain, f)
         if db is not None:  # rows added in order
             for i in range(n):
                 for j in range(V):
@@ -58,25 +56,21 @@ def _lce(gemm, losses, dx, dW, db, work, x, W, b, targets, ignore_index, eps, sc
 
 
 def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
-                         label_smoothing, chunk_rows, accumulate):
-    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs;
-    # dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
+                         label_smoothing, weight, lse_square_scale, softcap, grad_rows,
+                         chunk_rows, accumulate):
+    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64: C-ordered inputs; weight (V,) or
+    # None, grad_rows (N,) or None; dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
     N = x.shape[0]
     V = W.shape[0]
-    n_valid = int(np.count_nonzero(targets != ignore_index))
-    mean = _REDUCTIONS[reduction] == 1
-    scale = (1.0 / n_valid if n_valid else 0.0) if mean else 1.0
-    work = np.empty((max(1, min(chunk_rows, N)), V), dtype=x.dtype)  # (chunk_rows, V)
-    losses = np.empty(N, dtype=x.dtype)                                # (N,)
     # scale and eps in x's dtype, as the C kernel's `real`: for V = 1 the gradient is then
     # scale - scale = 0 exactly, not a float64 remainder that dW multiplies by x (found by
     # tests/test_properties.py with |x| ~ 1e30)
-    real = x.dtype.type
-    _lce(_GEMM[x.dtype], losses, dx, dW, db, work, x, W, b, targets, ignore_index,
-         real(label_smoothing), real(scale), accumulate)
-    if reduction == "none":
-        return losses, dx, dW, db
-    total = float(losses.sum(dtype=np.float64))
-    if reduction == "sum":
-        return total, dx, dW, db
-    return (total / n_valid if n_valid else float("nan")), dx, dW, db
+    row_args, grad_rows, denom, scale = ce.setup(
+        targets, V, x.dtype, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, weight=weight, lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=grad_rows)
+    work = np.empty((max(1, min(chunk_rows, N)), V), dtype=x.dtype)  # (chunk_rows, V)
+    losses = np.empty(N, dtype=x.dtype)                                # (N,)
+    _lce(_GEMM[x.dtype], losses, dx, dW, db, work, x, W, b, targets, grad_rows, ignore_index,
+         *row_args, scale, accumulate)
+    return ce.total(losses, reduction, denom), dx, dW, db

@@ -16,12 +16,15 @@ from fasttrain.kernels.ref.linear import linear_backward, linear_forward
 
 
 def linear_cross_entropy(x, W, b, targets, dx, dW, db, *, ignore_index, reduction,
-                         label_smoothing, chunk_rows, accumulate):
-    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64;
-    # dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
+                         label_smoothing, weight, lse_square_scale, softcap, grad_rows,
+                         chunk_rows, accumulate):
+    # x (N, C), W (V, C), b (V,) or None, targets (N,) int64; weight (V,) or None;
+    # grad_rows (N,) or None; dx (N, C) = or None; dW (V, C) = or +=; db (V,) = or += or None
     logits = np.empty((x.shape[0], W.shape[0]), dtype=x.dtype)  # (N, V)
     linear_forward(x, W, b, logits)
     loss, dlogits = softmax_cross_entropy(logits, targets, logits, ignore_index=ignore_index,
-                                          reduction=reduction, label_smoothing=label_smoothing)
+                                          reduction=reduction, label_smoothing=label_smoothing,
+                                          weight=weight, lse_square_scale=lse_square_scale,
+                                          softcap=softcap, grad_rows=grad_rows)
     linear_backward(x, W, dlogits, dx, dW, db, accumulate=accumulate)
     return loss, dx, dW, db
