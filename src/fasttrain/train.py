@@ -248,12 +248,11 @@ def _train(cfg: TrainConfig, world, resume: bool, progress: bool | None) -> dict
             hf.prepare_run(init, run)
         corpus = Corpus.prepare(run, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size,
                                 cfg.val_fraction, cfg.window)
-    micro_batch = cfg.batch_size // cfg.grad_accum
-    batches = Batches(corpus.train, cfg.window, micro_batch, seed=cfg.seed + 1,
-                      shard=(world.rank, world.size), sequence=cfg.model == "gpt")
-
     # 2. model and optimizer, or their state at the last checkpoint (rank 0's, broadcast)
     model, opt = build(cfg, corpus)
+    micro_batch = cfg.batch_size // cfg.grad_accum
+    batches = Batches(corpus.train, cfg.window, micro_batch, seed=cfg.seed + 1,
+                      shard=(world.rank, world.size), sequence=model.sequence)
     if init is not None and world.is_root:  # the other ranks receive it by broadcast_state
         init.load_into(model)
     start = 0

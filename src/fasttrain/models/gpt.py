@@ -311,7 +311,7 @@ class Decoder:
             raise ValueError(f"token ids must be in [0, {self.m.V})")
         if len(tokens) == 1 and 0 < len(self.tokens) < self.m.block_size:
             return self._step(tokens[0])
-        window = (self.tokens + tokens)
+        window = self.tokens + tokens
         if len(window) > self.m.block_size:
             keep = self.m.block_size // 2 if len(tokens) == 1 else self.m.block_size
             window = window[-keep:]
