@@ -78,6 +78,110 @@ def test_linear_cross_entropy_gradcheck(bias, reduction, label_smoothing):
     close(ft.linear_cross_entropy(x, W, t, b, **kw), ref, 1e-12, "loss")
 
 
+def torch_loss(logits, t, reduction="mean", label_smoothing=0.0, weight=None,
+               lse_square_scale=0.0, softcap=None, ignore_index=-100):
+    """The loss options as PyTorch formulas: soft cap (Gemma 2) on the logits, then
+    F.cross_entropy, plus the z-loss (PaLM) of each kept row; "mean" divides the z-loss by the
+    number of kept rows."""
+    z = logits if softcap is None else softcap * torch.tanh(logits / softcap)
+    kw = dict(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    kept = (t != ignore_index).to(z.dtype)
+    zloss = lse_square_scale * torch.logsumexp(z, dim=1) ** 2 * kept
+    if reduction == "none":
+        return TF.cross_entropy(z, t, reduction="none", **kw) + zloss
+    if reduction == "sum":
+        return TF.cross_entropy(z, t, reduction="sum", **kw) + zloss.sum()
+    return TF.cross_entropy(z, t, reduction="mean", **kw) + zloss.sum() / kept.sum()
+
+
+LOSS_OPTIONS = [dict(weight=True), dict(lse_square_scale=1e-2), dict(softcap=2.0),
+                dict(weight=True, lse_square_scale=0.1, softcap=1.5, label_smoothing=0.1)]
+
+
+def _options(opts, V, dtype=torch.float64):
+    opts = dict(opts)
+    if opts.pop("weight", False):
+        opts["weight"] = torch.linspace(0.2, 2.0, V, dtype=dtype)
+    return opts
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", LOSS_OPTIONS, ids=lambda o: "+".join(o))
+def test_cross_entropy_options_gradcheck(reduction, opts):
+    logits, t = randn(7, 5) * 3, targets(7, 5, ignore=[2])
+    opts = _options(opts, 5)
+    f = lambda z: ft.cross_entropy(z, t, reduction=reduction, **opts)
+    assert torch.autograd.gradcheck(f, (logits.detach().requires_grad_(),))
+    close(f(logits), torch_loss(logits, t, reduction, **opts), 1e-12, "loss")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", LOSS_OPTIONS, ids=lambda o: "+".join(o))
+def test_linear_cross_entropy_options_gradcheck(reduction, opts):
+    x, W, b = randn(6, 4), randn(9, 4, seed=1), randn(9, seed=2)
+    t = targets(6, 9, ignore=[0])
+    opts = _options(opts, 9)
+    opts["ce_weight"] = opts.pop("weight", None)
+    f = lambda x, W, b: ft.linear_cross_entropy(x, W, t, b, reduction=reduction, **opts)
+    # for "none", gradcheck's upstream gradients are one-hot rows: the second kernel pass
+    assert torch.autograd.gradcheck(f, (x, W, b))
+    torch_opts = dict(opts, weight=opts["ce_weight"])
+    del torch_opts["ce_weight"]
+    ref = torch_loss(TF.linear(x, W, b), t, reduction, **torch_opts)
+    close(f(x, W, b), ref, 1e-12, "loss")
+
+
+def test_linear_cross_entropy_none_under_any_upstream_gradient():
+    # per-row upstream gradients (the second pass), the same for every row (the saved
+    # gradients scaled), and all rows ignored but one; (B, T, C) input gives (B, T) losses
+    x, W, b = randn(2, 3, 4), randn(5, 4, seed=1), randn(5, seed=2)
+    t = targets(6, 5, ignore=[1]).view(2, 3)
+    for upstream in (torch.arange(6, **F64).view(2, 3), torch.full((2, 3), 0.25, **F64)):
+        ours = grads_of(lambda *a: ft.linear_cross_entropy(a[0], a[1], t, a[2], reduction="none")
+                        * upstream, x, W, b)
+        ref = grads_of(lambda *a: TF.cross_entropy(TF.linear(*a).view(6, 5), t.view(6),
+                                                   reduction="none").view(2, 3) * upstream,
+                       x, W, b)
+        assert ours[0].shape == (2, 3)
+        for a, r in zip([ours[0], *ours[1]], [ref[0], *ref[1]]):
+            close(a, r, 1e-12, "linear_cross_entropy none")
+
+
+def test_loss_options_float32_match_torch():
+    f32 = dict(dtype=torch.float32)
+    x, W, b = randn(64, 32, **f32), randn(300, 32, **f32, seed=1), randn(300, **f32, seed=2)
+    t = targets(64, 300, ignore=[3, 9])
+    opts = _options(dict(weight=True, lse_square_scale=1e-3, softcap=5.0,
+                         label_smoothing=0.1), 300, torch.float32)
+    for reduction in ("mean", "none"):
+        up = torch.linspace(0.5, 1.5, 64) if reduction == "none" else torch.tensor(1.0)
+        lce = dict(opts, ce_weight=opts["weight"])
+        del lce["weight"]
+        ours = grads_of(lambda *a: ft.linear_cross_entropy(a[0], a[1], t, a[2],
+                                                           reduction=reduction, **lce) * up,
+                        x, W, b)
+        ref = grads_of(lambda *a: torch_loss(TF.linear(*a), t, reduction, **opts) * up, x, W, b)
+        close(ours[0], ref[0], 2e-5 * 64, f"linear_cross_entropy {reduction} loss")
+        for name, a, r in zip("xWb", ours[1], ref[1]):
+            close(a, r, 2e-6, f"linear_cross_entropy {reduction} d{name}")
+        logits = TF.linear(x, W, b).detach().requires_grad_()
+        ours = grads_of(lambda z: ft.cross_entropy(z, t, reduction=reduction, **opts) * up,
+                        logits)
+        ref = grads_of(lambda z: torch_loss(z, t, reduction, **opts) * up, logits)
+        close(ours[0], ref[0], 2e-5 * 64, f"cross_entropy {reduction} loss")
+        close(ours[1][0], ref[1][0], 1e-6, f"cross_entropy {reduction} dlogits")
+
+
+def test_second_derivatives_are_refused_not_silently_wrong():
+    x, W, t = randn(6, 4), randn(5, 4, seed=1), targets(6, 5)
+    for loss in (lambda: ft.cross_entropy(x @ W.T, t), lambda: ft.linear_cross_entropy(x, W, t)):
+        with pytest.raises(RuntimeError, match="first derivatives only"):
+            torch.autograd.grad(loss(), x, create_graph=True)
+    (g,) = torch.autograd.grad(ft.gelu(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        g.sum().backward()  # the backward op has none: PyTorch's own error
+
+
 @pytest.mark.parametrize("affine", ["both", "weight", "none"])
 def test_layer_norm_gradcheck(affine):
     x = randn(2, 3, 8)
@@ -198,16 +302,26 @@ def test_no_grad_forward_and_modules():
     ref.load_state_dict(ln.state_dict())
     close(ln(x), ref(x), 1e-12, "LayerNorm")
     close(ft.nn.GELU()(x), torch.nn.GELU(approximate="tanh")(x), 1e-12, "GELU")
+    w = torch.linspace(0.5, 2, 5, **F64)
+    lce = ft.nn.LinearCrossEntropyLoss(reduction="none", ce_weight=w, softcap=3.0,
+                                       lse_square_scale=1e-2)
+    close(lce(x, W, t), torch_loss(TF.linear(x, W), t, "none", weight=w, softcap=3.0,
+                                   lse_square_scale=1e-2), 1e-12, "LinearCrossEntropyLoss")
+    ce = ft.nn.CrossEntropyLoss(weight=w, label_smoothing=0.1, lse_square_scale=1e-2)
+    assert "weight" in ce.state_dict()  # torch's buffer, as torch.nn.CrossEntropyLoss has it
+    close(ce(x @ W.T, t), torch_loss(x @ W.T, t, weight=w, label_smoothing=0.1,
+                                     lse_square_scale=1e-2), 1e-12, "CrossEntropyLoss")
 
 
 # ---------------------------------------------------------------------------------------------
 # what is refused, named
 
 @pytest.mark.parametrize("call,name", [
-    (lambda: ft.cross_entropy(randn(3, 4), targets(3, 4), weight=torch.ones(4, **F64)), "weight"),
+    (lambda: ft.cross_entropy(randn(3, 4), targets(3, 4), weight=randn(4)), "class weights"),
+    (lambda: ft.linear_cross_entropy(randn(3, 4), randn(5, 4), targets(3, 5), ce_weight=randn(5)),
+     "class weights"),
+    (lambda: ft.cross_entropy(randn(3, 4), targets(3, 4), reduce=False), "reduce=False"),
     (lambda: ft.cross_entropy(randn(2, 4, 3), targets(2, 3).view(2, 1)), "shape"),
-    (lambda: ft.linear_cross_entropy(randn(3, 4), randn(5, 4), targets(3, 5), reduction="none"),
-     "reduction='none'"),
     (lambda: ft.gelu(randn(3), approximate="none"), "approximate='none'"),
     (lambda: ft.layer_norm(randn(3, 4, 5), (4, 5)), "normalized_shape"),
     (lambda: ft.scaled_dot_product_attention(*(randn(1, 1, 3, 2),) * 3, dropout_p=0.1),
@@ -269,6 +383,15 @@ def test_a_compiled_model_calling_the_ops_works():
     close(loss_c.detach(), eager, 1e-6, "compiled loss")
     for n, p in model.named_parameters():
         close(p.grad, want[n], 1e-6, f"compiled grad {n}")
+
+    # reduction="none" under per-row weights: the second kernel pass, also one opaque node
+    torch._dynamo.reset()
+    h, W, t = torch.randn(6, 8), torch.randn(11, 8).requires_grad_(), torch.randint(0, 11, (6,))
+    rows = torch.linspace(0.1, 1.0, 6)
+    f = lambda W: (ft.linear_cross_entropy(h, W, t, reduction="none") * rows).sum()
+    (want,) = torch.autograd.grad(f(W), W)
+    (got,) = torch.autograd.grad(torch.compile(f, backend="aot_eager", fullgraph=True)(W), W)
+    close(got, want, 1e-6, "compiled reduction='none'")
 
 
 # ---------------------------------------------------------------------------------------------

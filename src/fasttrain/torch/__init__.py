@@ -7,8 +7,8 @@ SGD that update a whole model in one fused pass. Needs torch (fasttrain itself n
 
 Functions (fasttrain/torch/functional.py): cross_entropy, linear_cross_entropy, layer_norm, gelu,
 scaled_dot_product_attention, attention (qkv packed). Modules (fasttrain.torch.nn): LayerNorm,
-GELU, LinearCrossEntropyLoss. Optimizers (fasttrain/torch/optim.py): AdamW, SGD. patch(model)
-swaps them into a nanoGPT-style model (fasttrain/torch/patch.py).
+GELU, CrossEntropyLoss, LinearCrossEntropyLoss. Optimizers (fasttrain/torch/optim.py): AdamW,
+SGD. patch(model) swaps them into a nanoGPT-style model (fasttrain/torch/patch.py).
 
 Import order: importing this module loads fasttrain's C backend (its OpenMP runtime and BLAS)
 before it imports torch. torch puts its own libgomp in the process's global symbols, and a C

@@ -16,7 +16,10 @@ Shape letters: N rows, V vocabulary (classes), C channels; attention: B sequence
 n_head heads of hs = C / n_head channels.
 
 First derivatives only: the backward of each op is made of the saved gradients (the losses) or of
-another op (layer norm, GELU, attention) that has no backward of its own.
+another op (layer norm, GELU, attention) that has no backward of its own. The losses' backward
+refuses create_graph=True (their saved gradients carry no graph, so a second derivative would
+miss terms silently); the other ops' gradients, differentiated again, meet PyTorch's own error
+("no autograd formula was registered").
 """
 from __future__ import annotations
 
@@ -90,33 +93,39 @@ def _unsupported(**given) -> None:
 # backward only scales the saved gradient
 
 @torch.library.custom_op("fasttrain::cross_entropy", mutates_args=())
-def _cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, reduction: str,
-                   label_smoothing: float) -> tuple[Tensor, Tensor]:
-    # logits (N, V), target (N,) -> loss () or (N,), dlogits (N, V) = d sum-or-mean / d logits
-    loss, dlogits = K.softmax_cross_entropy(_np(logits), _np(target), ignore_index=ignore_index,
-                                            reduction=reduction, label_smoothing=label_smoothing)
+def _cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+                   reduction: str, label_smoothing: float, lse_square_scale: float,
+                   softcap: float | None) -> tuple[Tensor, Tensor]:
+    # logits (N, V), target (N,), weight (V,) or None -> loss () or (N,),
+    # dlogits (N, V) = d sum-or-mean / d logits
+    loss, dlogits = K.softmax_cross_entropy(
+        _np(logits), _np(target), ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, weight=None if weight is None else _np(weight),
+        lse_square_scale=lse_square_scale, softcap=softcap)
     loss = torch.from_numpy(loss) if reduction == "none" else torch.tensor(loss, dtype=logits.dtype)
     return loss, torch.from_numpy(dlogits)
 
 
 @_cross_entropy.register_fake
-def _(logits, target, ignore_index, reduction, label_smoothing):
+def _(logits, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale,
+      softcap):
     N = logits.shape[0]
     return logits.new_empty((N,) if reduction == "none" else ()), torch.empty_like(logits)
 
 
 def _cross_entropy_setup(ctx, inputs, output):
-    ctx.reduction = inputs[3]
+    ctx.reduction = inputs[4]
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
 
 
 def _cross_entropy_backward(ctx, grad_loss, _grad_dlogits):
+    _first_derivative_only("cross_entropy")
     (dlogits,) = ctx.saved_tensors  # (N, V)
     # "none": row i's loss depends on row i of the logits only, so row i of the gradient of
     # the sum is that row's own gradient, and a per-row upstream gradient scales it exactly
     g = grad_loss[:, None] if ctx.reduction == "none" else grad_loss
-    return dlogits * g, None, None, None, None
+    return dlogits * g, None, None, None, None, None, None, None
 
 
 _cross_entropy.register_autograd(_cross_entropy_backward, setup_context=_cross_entropy_setup)
@@ -124,25 +133,35 @@ _cross_entropy.register_autograd(_cross_entropy_backward, setup_context=_cross_e
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                   size_average=None, ignore_index: int = -100, reduce=None,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """``torch.nn.functional.cross_entropy`` on fasttrain's fused kernel, same signature.
+                  reduction: str = "mean", label_smoothing: float = 0.0, *,
+                  lse_square_scale: float = 0.0, softcap: float | None = None) -> Tensor:
+    """``torch.nn.functional.cross_entropy`` on fasttrain's fused kernel, same signature, plus
+    the z-loss and the logit soft cap.
 
     input: (N, V) logits, float32 or float64; target: (N,) integer class indices, each in
-    [0, V) or ignore_index. reduction "mean" (over the rows not ignored), "sum" or "none"
-    (the (N,) row losses; their backward takes any per-row upstream gradient). The forward
-    computes the loss and its gradient in one pass over the logits and keeps the gradient
-    (N, V) for the backward, which only scales it. Not supported yet (NotImplementedError
-    naming them): class ``weight``, the deprecated ``size_average`` / ``reduce``, logits of
-    other than 2 dimensions, class probabilities as targets.
+    [0, V) or ignore_index; weight: (V,) class weights of input's dtype (finite, >= 0) or None,
+    as torch's (a row's loss is scaled by weight[target], "mean" divides by the kept rows'
+    weight sum); no gradient flows to it (one that requires grad is refused). reduction
+    "mean" (over the rows not ignored), "sum" or "none" (the (N,) row losses; their backward
+    takes any per-row upstream gradient).
+    lse_square_scale: the z-loss (PaLM): each kept row adds lse_square_scale * logsumexp(z)^2;
+    "mean" divides it by the number of kept rows. softcap: None, or c > 0: the logits become
+    z = c * tanh(logits / c) first (Gemma 2). Both equal the PyTorch formulas.
+    The forward computes the loss and its gradient in one pass over the logits and keeps the
+    gradient (N, V) for the backward, which only scales it. Not supported (NotImplementedError
+    naming them): the deprecated ``size_average`` / ``reduce``, logits of other than 2
+    dimensions, class probabilities as targets.
     """
-    _unsupported(weight=(weight, None), size_average=(size_average, None), reduce=(reduce, None))
+    _unsupported(size_average=(size_average, None), reduce=(reduce, None))
     _check_float("input", input)
     if input.dim() != 2:
         raise NotImplementedError(f"input of shape {tuple(input.shape)} {_NOT_YET}: pass (N, V) "
                                   "logits (reshape (B, T, V) to (B*T, V))")
     _check_index("target", target, input.shape[0])
-    loss, _ = _cross_entropy(input, target, int(ignore_index), _reduction(reduction),
-                             float(label_smoothing))
+    _check_class_weight("weight", weight, input)
+    loss, _ = _cross_entropy(input, target, weight, int(ignore_index), _reduction(reduction),
+                             float(label_smoothing), float(lse_square_scale),
+                             None if softcap is None else float(softcap))
     return loss
 
 
@@ -152,43 +171,91 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
 
 @torch.library.custom_op("fasttrain::linear_cross_entropy", mutates_args=())
 def _linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None,
-                          ignore_index: int, reduction: str, label_smoothing: float,
-                          need_dx: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    # x (N, C), weight (V, C), target (N,), bias (V,) or None -> loss (), dx (N, C) or (0,),
-    # dW (V, C), db (V,) or (0,): the gradients of the loss
+                          ce_weight: Tensor | None, ignore_index: int, reduction: str,
+                          label_smoothing: float, lse_square_scale: float,
+                          softcap: float | None, need_dx: bool, need_db: bool
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    # x (N, C), weight (V, C), target (N,), bias (V,) or None, ce_weight (V,) or None
+    # -> loss () or (N,), dx (N, C) or (0,), dW (V, C), db (V,) or (0,): the gradients of the
+    # loss (for "none": of the sum of the row losses)
     loss, dx, dW, db = K.linear_cross_entropy(
         _np(x), _np(weight), _np(target), None if bias is None else _np(bias),
         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-        dx=None if need_dx else False, db=None if need_db and bias is not None else False)
-    return (torch.tensor(loss, dtype=x.dtype),
-            _empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
+        weight=None if ce_weight is None else _np(ce_weight), lse_square_scale=lse_square_scale,
+        softcap=softcap, dx=None if need_dx else False,
+        db=None if need_db and bias is not None else False)
+    loss = torch.from_numpy(loss) if reduction == "none" else torch.tensor(loss, dtype=x.dtype)
+    return (loss, _empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
             _empty(x) if db is None else torch.from_numpy(db))
 
 
 @_linear_cross_entropy.register_fake
-def _(x, weight, target, bias, ignore_index, reduction, label_smoothing, need_dx, need_db):
-    return (x.new_empty(()), torch.empty_like(x) if need_dx else _empty(x),
-            torch.empty_like(weight),
+def _(x, weight, target, bias, ce_weight, ignore_index, reduction, label_smoothing,
+      lse_square_scale, softcap, need_dx, need_db):
+    return (x.new_empty((x.shape[0],) if reduction == "none" else ()),
+            torch.empty_like(x) if need_dx else _empty(x), torch.empty_like(weight),
+            torch.empty_like(bias) if need_db and bias is not None else _empty(x))
+
+
+@torch.library.custom_op("fasttrain::linear_cross_entropy_rows_backward", mutates_args=())
+def _linear_cross_entropy_rows_backward(
+        x: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None, ce_weight: Tensor | None,
+        grad_rows: Tensor, ignore_index: int, label_smoothing: float, lse_square_scale: float,
+        softcap: float | None, need_dx: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
+    # reduction="none" under an upstream gradient that differs per row: the gradients of
+    # sum_i grad_rows[i] * loss_i, a second pass of the kernel (the forward's were of the sum)
+    _, dx, dW, db = K.linear_cross_entropy(
+        _np(x), _np(weight), _np(target), None if bias is None else _np(bias),
+        ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing,
+        weight=None if ce_weight is None else _np(ce_weight), lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=_np(grad_rows), dx=None if need_dx else False,
+        db=None if need_db and bias is not None else False)
+    return (_empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
+            _empty(x) if db is None else torch.from_numpy(db))
+
+
+@_linear_cross_entropy_rows_backward.register_fake
+def _(x, weight, target, bias, ce_weight, grad_rows, ignore_index, label_smoothing,
+      lse_square_scale, softcap, need_dx, need_db):
+    return (torch.empty_like(x) if need_dx else _empty(x), torch.empty_like(weight),
             torch.empty_like(bias) if need_db and bias is not None else _empty(x))
 
 
 def _linear_cross_entropy_setup(ctx, inputs, output):
-    ctx.has_bias = inputs[3] is not None
-    ctx.save_for_backward(*output[1:])
+    x, weight, target, bias, ce_weight, ignore_index, reduction, *options = inputs
+    ctx.has_bias = bias is not None
+    ctx.reduction = reduction
+    ctx.options = (ignore_index, *options[:3])  # label_smoothing, lse_square_scale, softcap
+    # for "none" the inputs too, for a second pass (references to them: no copy)
+    ctx.save_for_backward(*output[1:], *((x, weight, target, bias, ce_weight)
+                                         if reduction == "none" else ()))
     ctx.mark_non_differentiable(*output[1:])
 
 
 def _linear_cross_entropy_backward(ctx, grad_loss, *_grads_of_gradients):
-    dx, dW, db = ctx.saved_tensors
-    if not torch.compiler.is_compiling() and grad_loss.item() == 1.0:
+    _first_derivative_only("linear_cross_entropy")
+    dx, dW, db, *inputs = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    if ctx.reduction == "none":
+        # the saved gradients are those of the sum: right, once scaled, when every row has the
+        # same upstream gradient (loss.sum() or loss.mean() after); otherwise one more pass
+        grad_loss = grad_loss.reshape(-1)  # (N,)
+        if torch.compiler.is_compiling() or bool((grad_loss != grad_loss[:1]).any()):
+            dx, dW, db = _linear_cross_entropy_rows_backward(
+                *inputs, grad_loss.contiguous(), *ctx.options, need[0], ctx.has_bias and need[3])
+            grad_loss = None
+        elif grad_loss.numel():
+            grad_loss = grad_loss[0]  # the one upstream value, ()
+        else:
+            grad_loss = None  # no rows: the saved gradients are zeros
+    if grad_loss is None or (not torch.compiler.is_compiling() and grad_loss.item() == 1.0):
         g = None  # loss.backward(): hand the saved gradients over, no pass over dW (V, C)
     else:
         g = grad_loss
     scale = (lambda t: t) if g is None else (lambda t: t * g)
-    return (scale(dx) if ctx.needs_input_grad[0] else None,
-            scale(dW) if ctx.needs_input_grad[1] else None, None,
-            scale(db) if ctx.has_bias and ctx.needs_input_grad[3] else None,
-            None, None, None, None, None)
+    return (scale(dx) if need[0] else None, scale(dW) if need[1] else None, None,
+            scale(db) if ctx.has_bias and need[3] else None,
+            None, None, None, None, None, None, None, None)
 
 
 _linear_cross_entropy.register_autograd(_linear_cross_entropy_backward,
@@ -197,7 +264,8 @@ _linear_cross_entropy.register_autograd(_linear_cross_entropy_backward,
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None = None,
                          *, ignore_index: int = -100, reduction: str = "mean",
-                         label_smoothing: float = 0.0) -> Tensor:
+                         label_smoothing: float = 0.0, ce_weight: Tensor | None = None,
+                         lse_square_scale: float = 0.0, softcap: float | None = None) -> Tensor:
     """``F.cross_entropy(F.linear(x, weight, bias), target, ...)`` without the (N, V) logits.
 
     x: (N, C) or (..., C), float32 or float64; weight: (V, C) as torch.nn.Linear stores it (a
@@ -209,9 +277,15 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor
     loss.backward()). So the forward holds dx (N, C) and dW (V, C) until the backward, instead
     of the logits (N, V) and their gradient.
 
-    reduction: "mean" or "sum". "none" is refused (NotImplementedError): the kernel returns
-    the gradient of the sum of the row losses, so a per-row upstream gradient would give a
-    wrong dW and db. label_smoothing in [0, 1].
+    reduction: "mean", "sum" or "none" (the row losses, of x.shape[:-1]). With "none" the
+    forward's gradients are those of the summed row losses; a backward whose upstream
+    gradient is the same for every row (loss.sum(), loss.mean()) scales them, and one that
+    differs per row (loss.backward(g), per-token weights) runs the kernel a second time with
+    those row gradients, so dW and db are exact either way (under torch.compile it always
+    runs the second pass). label_smoothing in [0, 1].
+    The options of cross_entropy, named as Liger Kernel names them: ce_weight, the (V,) class
+    weights (weight is the layer's), lse_square_scale (the z-loss) and softcap (applied to
+    the logits x @ weight.T + bias).
     """
     _check_float("x", x)
     dtype = x.dtype
@@ -219,10 +293,6 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor
     if bias is not None:
         _check_float("bias", bias, dtype)
     reduction = _reduction(reduction)
-    if reduction == "none":
-        raise NotImplementedError(f"reduction='none' {_NOT_YET} in linear_cross_entropy: its "
-                                  "dW and db are those of the summed row losses; use 'mean' "
-                                  "or 'sum'")
     if x.dim() < 1:
         raise ValueError("x must have a last axis of C channels, got a 0-d tensor")
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
@@ -235,12 +305,32 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor
                          f"axis), got {tuple(target.shape)}")
     x2 = x.reshape(-1, x.shape[-1])  # (N, C)
     _check_index("target", target.reshape(-1), x2.shape[0])
+    _check_class_weight("ce_weight", ce_weight, x)
     grad = torch.is_grad_enabled()
     loss, *_ = _linear_cross_entropy(
-        x2, weight, target.reshape(-1), bias, int(ignore_index), reduction,
-        float(label_smoothing), grad and x.requires_grad,
+        x2, weight, target.reshape(-1), bias, ce_weight, int(ignore_index), reduction,
+        float(label_smoothing), float(lse_square_scale),
+        None if softcap is None else float(softcap), grad and x.requires_grad,
         grad and bias is not None and bias.requires_grad)
-    return loss
+    return loss.view(x.shape[:-1]) if reduction == "none" else loss
+
+
+def _check_class_weight(name: str, w, first: Tensor) -> None:
+    """Class weights: None, or a (V,) tensor of the input's dtype with no gradient wanted."""
+    if w is None:
+        return
+    _check_float(name, w, first.dtype)
+    if w.requires_grad and torch.is_grad_enabled():
+        raise NotImplementedError(f"a gradient with respect to the class weights ({name} "
+                                  f"requires grad) {_NOT_YET}: pass {name}.detach()")
+
+
+def _first_derivative_only(op: str) -> None:
+    """The backwards are made of saved gradients and of ops without a backward of their own:
+    a graph of the backward (create_graph=True) would miss the second-order terms silently."""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise RuntimeError(f"fasttrain.torch.{op} has first derivatives only: backward with "
+                           "create_graph=True (a gradient of a gradient) is not supported")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,19 +35,45 @@ class GELU(torch.nn.GELU):
         return F.gelu(x, self.approximate)
 
 
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """torch.nn.CrossEntropyLoss (same arguments, class weight buffer and state_dict) on
+    fasttrain's fused kernel, plus lse_square_scale (the z-loss) and softcap, as in
+    fasttrain.torch.cross_entropy. Logits (N, V) and targets (N,) only."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0, *,
+                 lse_square_scale: float = 0.0, softcap: float | None = None):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self.lse_square_scale = lse_square_scale
+        self.softcap = softcap
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing,
+                               lse_square_scale=self.lse_square_scale, softcap=self.softcap)
+
+
 class LinearCrossEntropyLoss(torch.nn.Module):
     """The head and the loss in one: forward(x, weight, target, bias=None) is
     fasttrain.torch.linear_cross_entropy(x, weight, target, bias, ...) with this module's
-    ignore_index, reduction ("mean" or "sum") and label_smoothing. x (..., C), weight (V, C)."""
+    options (ignore_index, reduction "mean" / "sum" / "none", label_smoothing, ce_weight the
+    (V,) class weights, lse_square_scale, softcap). x (..., C), weight (V, C)."""
 
     def __init__(self, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, ce_weight: torch.Tensor | None = None,
+                 lse_square_scale: float = 0.0, softcap: float | None = None):
         super().__init__()
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
+        self.register_buffer("ce_weight", ce_weight)
+        self.lse_square_scale = lse_square_scale
+        self.softcap = softcap
 
     def forward(self, x, weight, target, bias=None):
         return F.linear_cross_entropy(x, weight, target, bias, ignore_index=self.ignore_index,
                                       reduction=self.reduction,
-                                      label_smoothing=self.label_smoothing)
+                                      label_smoothing=self.label_smoothing,
+                                      ce_weight=self.ce_weight,
+                                      lse_square_scale=self.lse_square_scale,
+                                      softcap=self.softcap)
