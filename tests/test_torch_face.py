@@ -131,6 +131,19 @@ def test_linear_cross_entropy_options_gradcheck(reduction, opts):
     close(f(x, W, b), ref, 1e-12, "loss")
 
 
+def test_an_ignore_index_of_a_real_class():
+    x, W = randn(8, 4), randn(5, 4, seed=1)
+    t = torch.tensor([0, 2, 1, 2, 4, 3, 2, 0])  # class 2 ignored, rows 1, 3, 6
+    for reduction in ("mean", "none"):
+        kw = dict(ignore_index=2, reduction=reduction)
+        close(ft.cross_entropy(x @ W.T, t, **kw), TF.cross_entropy(x @ W.T, t, **kw), 1e-12,
+              "cross_entropy")
+        ours = grads_of(lambda x, W: ft.linear_cross_entropy(x, W, t, **kw), x, W)
+        ref = grads_of(lambda x, W: TF.cross_entropy(TF.linear(x, W), t, **kw), x, W)
+        for a, r in zip([ours[0], *ours[1]], [ref[0], *ref[1]]):
+            close(a, r, 1e-12, f"linear_cross_entropy {reduction}")
+
+
 def test_linear_cross_entropy_none_under_any_upstream_gradient():
     # per-row upstream gradients (the second pass), the same for every row (the saved
     # gradients scaled), and all rows ignored but one; (B, T, C) input gives (B, T) losses
