@@ -253,6 +253,20 @@ def test_fine_tuning_run_starts_from_the_checkpoint(transformers, torch, hf_fold
     assert hf.open_folder(out).tokenizer().encode(text).tolist() == tok.encode(text).tolist()
 
 
+def test_lr_sweep_starts_every_rate_from_the_checkpoint(hf_folder, text_file, tmp_path):
+    from fasttrain.data import Batches, Corpus
+    from fasttrain.dynamics.lrsweep import sweep
+
+    cfg = tiny(text_file, tmp_path / "cfg", init_from=str(hf_folder), block_size=32)
+    results = sweep([1e-4, 1e-2], 2, cfg, tmp_path / "sweep", log=lambda *a: None)
+    # step 1's loss is taken before any update: the checkpoint's own loss on the first batch
+    corpus = Corpus.open(tmp_path / "sweep")
+    model = hf.open_folder(hf_folder).model(32)
+    x, y = Batches(corpus.train, 32, cfg.batch_size, seed=cfg.seed + 1, sequence=True).next()
+    want = model.loss(x, y)
+    assert [r["losses"][0] for r in results] == [pytest.approx(want, rel=1e-6)] * 2
+
+
 def test_resume_needs_no_folder_and_a_used_out_dir_must_match(hf_folder, text_file,
                                                               tmp_path):
     """A fine-tuning run resumes from its own checkpoint (the folder may be gone); a new run

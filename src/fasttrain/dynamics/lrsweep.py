@@ -20,7 +20,9 @@ DEFAULT_STEPS = 300
 
 def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
     """One run per learning rate from cfg (a TrainConfig: model, batch, data, seed), constant
-    rate, no warmup. Returns [{"lr", "losses" (per step), "val_loss", "diverged_at"}]."""
+    rate, no warmup; each from the same initial weights: the seed's, or a Hugging Face GPT-2
+    folder's when cfg.init_from names one (a sweep of fine-tuning rates, on its tokenizer).
+    Returns [{"lr", "losses" (per step), "val_loss", "diverged_at"}]."""
     from fasttrain.data import Batches, Corpus
     from fasttrain.sample import evaluate
     from fasttrain.train import build, train_step
@@ -35,14 +37,24 @@ def sweep(lrs, steps: int, cfg, out_dir, *, log=print) -> list[dict]:
         raise ValueError(f"steps must be >= 1, got {steps}")
     cfg = cfg.override({"steps": steps, "warmup": 0, "schedule": "constant"}, "lr-sweep")
     cfg.validate()
+    init = None
+    if cfg.init_from:  # as train() starts a fine-tuning run (fasttrain/hf.py)
+        from fasttrain import hf
+
+        init = hf.open_folder(cfg.init_from)
+        cfg = hf.configure(cfg, init)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if init is not None:
+        hf.prepare_run(init, out)
     corpus = Corpus.prepare(out, cfg.data, cfg.tokenizer, cfg.bpe_vocab_size, cfg.val_fraction,
                             cfg.window)
     micro = cfg.batch_size // cfg.grad_accum
     results = []
     for lr in lrs:
         model, opt = build(cfg, corpus)                      # the same initial weights each time
+        if init is not None:
+            init.load_into(model)
         batches = Batches(corpus.train, cfg.window, micro, seed=cfg.seed + 1,  # same batches
                           sequence=model.sequence)
         losses, diverged_at = [], None
