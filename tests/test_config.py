@@ -15,6 +15,25 @@ def test_overrides_are_typed():
     assert cfg.lr == 0.01 and cfg.steps == 7 and cfg.data == "x.txt"
 
 
+def test_each_model_starts_from_its_own_defaults(tmp_path):
+    from fasttrain.config import MODEL_DEFAULTS, describe
+    from fasttrain.train import resolve_config
+
+    mlp, gpt = resolve_config({}, None, False), resolve_config({"model": "gpt"}, None, False)
+    assert mlp == TrainConfig()
+    assert gpt == TrainConfig(model="gpt", **MODEL_DEFAULTS["gpt"]).validate()
+    assert (gpt.n_embd, gpt.batch_size, gpt.out_dir) == (128, 32, "runs/gpt")
+    # the file's model picks the defaults too; its keys and the command line's win over them
+    path = tmp_path / "run.toml"
+    path.write_text('model = "gpt"\nlr = 1e-3\n')
+    cfg = resolve_config({"steps": "5"}, str(path), False)
+    assert (cfg.model, cfg.lr, cfg.steps, cfg.n_embd) == ("gpt", 1e-3, 5, 128)
+    assert resolve_config({"model": "mlp"}, str(path), False).n_embd == TrainConfig().n_embd
+    with pytest.raises(ConfigError, match="model must be one of mlp, gpt"):
+        resolve_config({"model": "rnn"}, None, False)
+    assert "--lr=0.003" in describe() and "[model gpt: 0.004]" in describe()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--learning_rate=1"], "unknown key 'learning_rate'"),
     (["--steps=ten"], "steps must be int; got 'ten'"),

@@ -37,9 +37,9 @@ class TrainConfig:
     n_embd: int = _f(64, "mlp: embedding width per context token; gpt: the model's width C")
     hidden: int = _f(512, "mlp: width of the hidden layer")
     activation: str = _f("tanh", "mlp: hidden activation, 'tanh' (Bengio et al. 2003) or 'gelu'")
-    n_layer: int = _f(4, "gpt: transformer blocks")
+    n_layer: int = _f(2, "gpt: transformer blocks")
     n_head: int = _f(4, "gpt: attention heads (n_embd must be a multiple)")
-    block_size: int = _f(128, "gpt: the context, tokens per training sequence")
+    block_size: int = _f(64, "gpt: the context, tokens per training sequence")
     layer_norm_epsilon: float = _f(1e-5, "gpt: LayerNorm's epsilon (with init_from, the checkpoint's)")
     init_from: str = _f("", "gpt: fine-tune a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): its shape, weights and tokenizer")
     fused_head: bool = _f(True, "head + loss in one linear_cross_entropy call (False: logits stored)")
@@ -71,6 +71,14 @@ class TrainConfig:
     threads: int = _f(0, "kernel threads; 0 means OMP_NUM_THREADS, else the cores (shared by MPI ranks)")
     backend: str = _f("c", "kernel backend: 'c', 'numba' or 'numpy'")
     out_dir: str = _f("runs/mlp", "run directory: config, data, metrics, checkpoints, plots")
+
+    @classmethod
+    def defaults(cls, model: str = "mlp") -> "TrainConfig":
+        """The defaults of `model`: the fields' own, with MODEL_DEFAULTS[model] on top (what
+        `fasttrain train --model=gpt` starts from)."""
+        if model not in MODEL_DEFAULTS:
+            raise ConfigError(f"model must be one of {', '.join(MODEL_DEFAULTS)}; got {model!r}")
+        return cls(model=model, **MODEL_DEFAULTS[model])
 
     def validate(self) -> "TrainConfig":
         """Check values that a type alone cannot; raise ConfigError naming the key."""
@@ -148,6 +156,20 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+# The keys both models read whose good values differ: the fields' defaults are the MLP's (the
+# default model); the GPT's make the README's main job, `fasttrain train --model=gpt`, and not a
+# GPT at the MLP's width and batch of 1024 windows (131k tokens a step) in the MLP's run
+# directory. A key set in a --config file or on the command line wins over these, as over every
+# default. Chosen on 2026-11-30 on a quiet 2-core AMD EPYC as the GPT that learns the most in
+# the time the default MLP trains (of 2-4 layers of width 128-256, batches of 16-32 sequences,
+# learning rates 2e-3 to 6e-3): val loss 1.2529 nats per byte in 81 s, the MLP's 1.2783 in 82 s.
+MODEL_DEFAULTS = {
+    "mlp": {},
+    "gpt": dict(n_embd=128, batch_size=32, steps=1480, lr=4e-3, min_lr=1e-4, eval_interval=370,
+                out_dir="runs/gpt"),
+}
+
+
 def _coerce(key, value, typ, source):
     """value as typ: strings from the command line are parsed, other values must already fit."""
     if isinstance(value, str) and typ is not str:
@@ -201,8 +223,12 @@ def parse_overrides(args: list[str]) -> dict:
 
 
 def describe() -> str:
-    """Every key with its default and meaning, for `fasttrain train --help`."""
+    """Every key with its default (and the GPT's where it differs) and meaning, for
+    `fasttrain train --keys`."""
     lines = []
     for f in dataclasses.fields(TrainConfig):
-        lines.append(f"  --{f.name}={f.default!s:<10} {f.metadata['help']}")
+        line = f"  --{f.name}={f.default!s:<10} {f.metadata['help']}"
+        if f.name in MODEL_DEFAULTS["gpt"]:
+            line += f" [model gpt: {MODEL_DEFAULTS['gpt'][f.name]}]"
+        lines.append(line)
     return "\n".join(lines)

@@ -352,14 +352,16 @@ def _write_report(run: Path) -> str | None:
 
 
 def resolve_config(overrides: dict, config_file: str | None, resume: bool) -> TrainConfig:
-    """The run's configuration: defaults (or, on resume, the run's saved config.json), then the
+    """The run's configuration: the model's defaults (TrainConfig.defaults, the model named by
+    the command line or else the file; or, on resume, the run's saved config.json), then the
     TOML file, then --key=value overrides."""
-    cfg, from_file = TrainConfig(), {}
+    from_file = {}
     if config_file:
         from fasttrain.config import load_toml
 
         from_file = load_toml(config_file)
-        cfg = cfg.override(from_file, f"--config {config_file}")
+    model = overrides.get("model", from_file.get("model", "mlp"))
+    cfg = TrainConfig.defaults(model).override(from_file, f"--config {config_file}")
     if resume:
         out_dir = overrides.get("out_dir", cfg.out_dir)
         saved = Path(out_dir) / "config.json"

@@ -81,7 +81,7 @@ def report_data(run_dir) -> dict:
     return {
         "name": run.name,
         "config": cfg.to_dict(),
-        "defaults": TrainConfig().to_dict(),
+        "defaults": TrainConfig.defaults(cfg.model).to_dict(),
         "params": params,
         "train_tokens": train_tokens,
         "tokens_per_step": tokens_per_step,
