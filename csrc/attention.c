@@ -315,11 +315,14 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nk, BQ, hs, NULL, 0, masked, j0 - i0);
         // in the same sweep, the new running max m' (alpha holds it for now); a NaN score is
         // skipped here and propagates through exp below
+        // (on the diagonal, the whole vectors of a row before its first query are masked pairs:
+        // skipped here and below, and never read, as gemm_band sums only the pairs that it may)
         for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
         for (int64_t kk = 0; kk < nk; kk++) {
             real *s = ST + kk * BQ;
+            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-            for (int64_t i = 0; i < BQ; i++) {
+            for (int64_t i = i1; i < BQ; i++) {
                 const real x = masked && j0 + kk > i0 + i ? -INFINITY : scale * s[i];
                 s[i] = x;
                 alpha[i] = x > alpha[i] ? x : alpha[i];
@@ -330,8 +333,9 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         for (int64_t i = 0; i < BQ; i++) rowsum[i] = 0;
         for (int64_t kk = 0; kk < nk; kk++) {
             real *s = ST + kk * BQ;
+            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-            for (int64_t i = 0; i < BQ; i++) {
+            for (int64_t i = i1; i < BQ; i++) {
                 s[i] = EXP(s[i] - alpha[i]);
                 rowsum[i] += s[i];
             }
@@ -437,11 +441,14 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
             // S^T (nk, BQ) = scale (K_j Q_i^T), then P^T = exp(S^T - lse), 0 where masked
             FT_FN(gemm)(PT, BQ, k + j0 * ld, ld, 1, Qt + i0 * hs, BQ, nk, BQ, hs, NULL, 0, masked,
                         j0 - i0);
+            // (on the diagonal, the whole vectors of masked pairs are skipped here and below:
+            // gemm_band never reads them)
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *p = PT + kk * BQ;
                 const real *Li = L + i0;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-                for (int64_t i = 0; i < BQ; i++) {
+                for (int64_t i = i1; i < BQ; i++) {
                     const real e = EXP(scale * p[i] - Li[i]);
                     p[i] = masked && j0 + kk > i0 + i ? 0 : e;
                 }
@@ -458,8 +465,9 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *g = dST + kk * BQ;
                 const real *p = PT + kk * BQ, *Di = D + i0;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-                for (int64_t i = 0; i < BQ; i++) {
+                for (int64_t i = i1; i < BQ; i++) {
                     const real ds = scale * p[i] * (g[i] - Di[i]);
                     g[i] = masked && j0 + kk > i0 + i ? 0 : ds;
                 }
