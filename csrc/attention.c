@@ -34,7 +34,9 @@
 // is always packed (or a row of qkv) so that the vectors are contiguous. Scores are computed
 // transposed, S^T = K Q^T (keys by rows, BQ queries along the vector), so that the softmax's
 // per-query max, exp and sum run along vectors and K is read from qkv as it is: only Q^T (and V,
-// padded to whole vectors) is packed per block. Vectors are GCC's vector extension of VBYTES =
+// padded to whole vectors) is packed per block. Packing moves whole vectors: rows copied vector
+// by vector, transposes VL x VL in registers (the scalar loops they replaced were ~30% of the
+// time at T = 128). Vectors are GCC's vector extension of VBYTES =
 // 32 bytes, which each FT_CLONES clone lowers to its own registers (one ymm; two xmm in the
 // baseline): the 8 accumulators of a tile and its operands fit AVX2's 16 registers. 64-byte
 // vectors (one zmm) spilled on the AVX2 hosts of this project's machines, 40x slower there; on
@@ -47,11 +49,17 @@
 // of the backward, so the backward of a single head (B = NH = 1) runs on one thread.
 //
 // Measured (float32, 2 threads, this project's shared 2-core AMD EPYC Zen 3 host, AVX2 clone;
-// benchmarks/bench_attention.py, interleaved with PyTorch 2.13's CPU flash kernel, whose ratio
-// swung with the other tenants' load): forward + backward at (B, NH, T, hs) = (16, 4, 128, 64)
-// 1.7-2.2x faster than torch, (4, 12, 1024, 64) 1.5-1.7x, (1, 12, 4096, 64) 0.95-1.2x; there the
-// forward (84 GFLOP/s on 2 threads, torch 92) trails torch's MKL blocks: the per-block softmax,
-// an exp for each of the BK x BQ scores, is 15-20% of its work, against ~8% of the backward's.
+// fasttrain bench --kernels attention, interleaved with PyTorch 2.13's CPU flash kernel, whose
+// ratio swung with the other tenants' load): forward + backward at (B, NH, T, hs) =
+// (16, 4, 128, 64) 2.4-2.5x faster than torch, (4, 12, 1024, 64) 1.6-1.7x, (1, 12, 4096, 64)
+// 1.2x. Where the time goes, one thread, quiet: at T = 1024 the forward's two products run at
+// ~90% of the FMA peak, its softmax's exp is ~10% of it; at T = 128 the products run at ~65%
+// (2 of 3 block pairs straddle the diagonal, and each head's first touch of qkv misses cache),
+// and the backward spends ~9% packing, ~9% in its elementwise passes, ~13% writing dqkv.
+// Tried and measured without gain (T = 128, one thread): 6 x 2-vector tiles (the 4 x 2 one
+// already runs at the FMA peak from L1), key blocks of 32 or 128, summing dq, dk, dv in place in
+// dqkv or reading q, k, dout there unpacked, software prefetch, the band's triangle inside the
+// 4-row tile (gemm_band).
 //
 // Not here: argument validation (the Python front), dropout, attention masks other than causal,
 // grouped-query heads, a KV cache. The float64 build runs the same code (for gradient checks).
