@@ -34,7 +34,9 @@
 // is always packed (or a row of qkv) so that the vectors are contiguous. Scores are computed
 // transposed, S^T = K Q^T (keys by rows, BQ queries along the vector), so that the softmax's
 // per-query max, exp and sum run along vectors and K is read from qkv as it is: only Q^T (and V,
-// padded to whole vectors) is packed per block. Vectors are GCC's vector extension of VBYTES =
+// padded to whole vectors) is packed per block. Packing moves whole vectors: rows copied vector
+// by vector, transposes VL x VL in registers (the scalar loops they replaced were ~30% of the
+// time at T = 128). Vectors are GCC's vector extension of VBYTES =
 // 32 bytes, which each FT_CLONES clone lowers to its own registers (one ymm; two xmm in the
 // baseline): the 8 accumulators of a tile and its operands fit AVX2's 16 registers. 64-byte
 // vectors (one zmm) spilled on the AVX2 hosts of this project's machines, 40x slower there; on
@@ -47,11 +49,17 @@
 // of the backward, so the backward of a single head (B = NH = 1) runs on one thread.
 //
 // Measured (float32, 2 threads, this project's shared 2-core AMD EPYC Zen 3 host, AVX2 clone;
-// benchmarks/bench_attention.py, interleaved with PyTorch 2.13's CPU flash kernel, whose ratio
-// swung with the other tenants' load): forward + backward at (B, NH, T, hs) = (16, 4, 128, 64)
-// 1.7-2.2x faster than torch, (4, 12, 1024, 64) 1.5-1.7x, (1, 12, 4096, 64) 0.95-1.2x; there the
-// forward (84 GFLOP/s on 2 threads, torch 92) trails torch's MKL blocks: the per-block softmax,
-// an exp for each of the BK x BQ scores, is 15-20% of its work, against ~8% of the backward's.
+// fasttrain bench --kernels attention, interleaved with PyTorch 2.13's CPU flash kernel, whose
+// ratio swung with the other tenants' load): forward + backward at (B, NH, T, hs) =
+// (16, 4, 128, 64) 2.4-2.5x faster than torch, (4, 12, 1024, 64) 1.6-1.7x, (1, 12, 4096, 64)
+// 1.2x. Where the time goes, one thread, quiet: at T = 1024 the forward's two products run at
+// ~90% of the FMA peak, its softmax's exp is ~10% of it; at T = 128 the products run at ~65%
+// (2 of 3 block pairs straddle the diagonal, and each head's first touch of qkv misses cache),
+// and the backward spends ~9% packing, ~9% in its elementwise passes, ~13% writing dqkv.
+// Tried and measured without gain (T = 128, one thread): 6 x 2-vector tiles (the 4 x 2 one
+// already runs at the FMA peak from L1), key blocks of 32 or 128, summing dq, dk, dv in place in
+// dqkv or reading q, k, dout there unpacked, software prefetch, the band's triangle inside the
+// 4-row tile (gemm_band).
 //
 // Not here: argument validation (the Python front), dropout, attention masks other than causal,
 // grouped-query heads, a KV cache. The float64 build runs the same code (for gradient checks).
@@ -76,6 +84,88 @@ typedef real uvec __attribute__((vector_size(VBYTES), aligned(sizeof(real)), may
 #define VSTORE(p, v) (*(uvec *)(p) = (v))
 
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// ----------------------------------------------------------------------------------------------
+// packing: the operands' copies, vector by vector (scalar loops here were a third of the time at
+// T = 128: measured 24% of it in the backward's packing loop, 5% in the forward's transpose)
+
+// dst (n, hsp) rows hsp apart = src (n, hs) rows ld apart, then zero to hsp (hsp >= hs)
+INLINE void FT_FN(copy_rows)(real *dst, int64_t hsp, const real *src, int64_t ld, int64_t n,
+                             int64_t hs) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t d = 0;
+        for (; d + VL <= hs; d += VL) VSTORE(dst + i * hsp + d, VLOAD(src + i * ld + d));
+        for (; d < hs; d++) dst[i * hsp + d] = src[i * ld + d];
+        for (; d < hsp; d++) dst[i * hsp + d] = 0;
+    }
+}
+
+// sum_d x[d] y[d], d < n: lane by lane over whole vectors, the lanes then added in order, the tail
+INLINE real FT_FN(dot)(const real *x, const real *y, int64_t n) {
+    vec acc = {0};
+    int64_t d = 0;
+    for (; d + VL <= n; d += VL) acc += VLOAD(x + d) * VLOAD(y + d);
+    real sum = 0;
+    for (int l = 0; l < VL; l++) sum += acc[l];
+    for (; d < n; d++) sum += x[d] * y[d];
+    return sum;
+}
+
+// The VL x VL transpose of t[0..VL) in registers: t[c] becomes column c (unpack, then shuffle
+// pairs, then swap 128-bit halves: the usual AVX sequence, each step a single shuffle).
+#if defined(FT_F32)
+typedef int32_t ivec __attribute__((vector_size(VBYTES)));
+INLINE void transpose_vl(vec t[VL]) {
+    vec u[8], w[8];
+    for (int r = 0; r < 8; r += 2) {
+        u[r] = __builtin_shuffle(t[r], t[r + 1], (ivec){0, 8, 1, 9, 4, 12, 5, 13});
+        u[r + 1] = __builtin_shuffle(t[r], t[r + 1], (ivec){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int r = 0; r < 8; r += 4)
+        for (int h = 0; h < 2; h++) {
+            w[r + 2 * h] = __builtin_shuffle(u[r + h], u[r + h + 2],
+                                             (ivec){0, 1, 8, 9, 4, 5, 12, 13});
+            w[r + 2 * h + 1] = __builtin_shuffle(u[r + h], u[r + h + 2],
+                                                 (ivec){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int c = 0; c < 4; c++) {
+        t[c] = __builtin_shuffle(w[c], w[c + 4], (ivec){0, 1, 2, 3, 8, 9, 10, 11});
+        t[c + 4] = __builtin_shuffle(w[c], w[c + 4], (ivec){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+#else
+typedef int64_t ivec __attribute__((vector_size(VBYTES)));
+INLINE void transpose_vl(vec t[VL]) {
+    vec u[4];
+    for (int r = 0; r < 4; r += 2) {
+        u[r] = __builtin_shuffle(t[r], t[r + 1], (ivec){0, 4, 2, 6});
+        u[r + 1] = __builtin_shuffle(t[r], t[r + 1], (ivec){1, 5, 3, 7});
+    }
+    for (int c = 0; c < 2; c++) {
+        t[c] = __builtin_shuffle(u[c], u[c + 2], (ivec){0, 1, 4, 5});
+        t[c + 2] = __builtin_shuffle(u[c], u[c + 2], (ivec){2, 3, 6, 7});
+    }
+}
+#endif
+
+// dst (hs, BQ) = src (n, hs) rows ld apart, transposed, columns [n, BQ) zero (n <= BQ)
+INLINE void FT_FN(pack_transposed)(real *dst, const real *src, int64_t ld, int64_t n,
+                                   int64_t hs) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        int64_t d = 0;
+        for (; d + VL <= hs; d += VL) {
+            vec t[VL];
+            for (int r = 0; r < VL; r++) t[r] = VLOAD(src + (i + r) * ld + d);
+            transpose_vl(t);
+            for (int c = 0; c < VL; c++) VSTORE(dst + (d + c) * BQ + i, t[c]);
+        }
+        for (; d < hs; d++)
+            for (int64_t r = 0; r < VL; r++) dst[d * BQ + i + r] = src[(i + r) * ld + d];
+    }
+    for (int64_t d = 0; d < hs; d++)
+        for (int64_t r = i; r < BQ; r++) dst[d * BQ + r] = r < n ? src[r * ld + d] : 0;
+}
 
 // this thread's index in the team (its slice of `work`); 0 without OpenMP
 static inline int thread_id(void) {
@@ -219,10 +309,7 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
     real *O = Vb + BK * hsp;      // (BQ, hsp) unnormalised output rows
     real *m = O + BQ * hsp, *l = m + BQ, *alpha = l + BQ;  // (BQ,) each
 
-    for (int64_t d = 0; d < hs; d++)
-        for (int64_t i = 0; i < BQ; i++) Qt[d * BQ + i] = i < nq ? q[(i0 + i) * ld + d] : 0;
-    if (hsp > hs)  // the pad columns of V: they feed only O's pad columns, but not as garbage
-        memset(Vb, 0, (size_t)(BK * hsp) * sizeof(real));
+    FT_FN(pack_transposed)(Qt, q + i0 * ld, ld, nq, hs);
     for (int64_t i = 0; i < BQ; i++) {
         m[i] = -INFINITY;
         l[i] = 0;
@@ -236,11 +323,14 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nk, BQ, hs, NULL, 0, masked, j0 - i0);
         // in the same sweep, the new running max m' (alpha holds it for now); a NaN score is
         // skipped here and propagates through exp below
+        // (on the diagonal, the whole vectors of a row before its first query are masked pairs:
+        // skipped here and below, and never read, as gemm_band sums only the pairs that it may)
         for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
         for (int64_t kk = 0; kk < nk; kk++) {
             real *s = ST + kk * BQ;
+            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-            for (int64_t i = 0; i < BQ; i++) {
+            for (int64_t i = i1; i < BQ; i++) {
                 const real x = masked && j0 + kk > i0 + i ? -INFINITY : scale * s[i];
                 s[i] = x;
                 alpha[i] = x > alpha[i] ? x : alpha[i];
@@ -251,8 +341,9 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
         for (int64_t i = 0; i < BQ; i++) rowsum[i] = 0;
         for (int64_t kk = 0; kk < nk; kk++) {
             real *s = ST + kk * BQ;
+            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-            for (int64_t i = 0; i < BQ; i++) {
+            for (int64_t i = i1; i < BQ; i++) {
                 s[i] = EXP(s[i] - alpha[i]);
                 rowsum[i] += s[i];
             }
@@ -264,8 +355,8 @@ FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, cons
             m[i] = mi;
             l[i] = l[i] * alpha[i] + rowsum[i];
         }
-        for (int64_t kk = 0; kk < nk; kk++)
-            memcpy(Vb + kk * hsp, v + (j0 + kk) * ld, (size_t)hs * sizeof(real));
+        // the pad columns of V are zeroed: they feed only O's pad columns, but not as garbage
+        FT_FN(copy_rows)(Vb, hsp, v + j0 * ld, ld, nk, hs);
         // O = diag(alpha) O + P V_j, overwritten by the first block (O starts undefined)
         if (masked)
             FT_FN(gemm_band)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0, 1, i0 - j0);
@@ -336,27 +427,19 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
     // queries past T, the columns past hs), so that no garbage goes through them either; a
     // memset of the whole work cost ~10% of the backward at T = 128
     memset(dQ, 0, (size_t)(Tp * hsp) * sizeof(real));
-    for (int64_t i = T; i < Tp; i++) {
-        for (int64_t d = 0; d < hs; d++) Qt[i / BQ * hs * BQ + d * BQ + i % BQ] = 0;
-        for (int64_t d = 0; d < hs; d++) dOt[i / BQ * hs * BQ + d * BQ + i % BQ] = 0;
-        D[i] = L[i] = 0;
+    for (int64_t i0 = 0; i0 < T; i0 += BQ) {
+        const int64_t nq = T - i0 < BQ ? T - i0 : BQ;
+        FT_FN(pack_transposed)(Qt + i0 * hs, q + i0 * ld, ld, nq, hs);
+        FT_FN(pack_transposed)(dOt + i0 * hs, dout + i0 * ldo, ldo, nq, hs);
     }
-    for (int64_t i = 0; i < T; i++)
-        for (int64_t d = hs; d < hsp; d++) Qp[i * hsp + d] = Kp[i * hsp + d] = dOp[i * hsp + d] = 0;
+    FT_FN(copy_rows)(Qp, hsp, q, ld, T, hs);
+    FT_FN(copy_rows)(Kp, hsp, k, ld, T, hs);
+    FT_FN(copy_rows)(dOp, hsp, dout, ldo, T, hs);
     for (int64_t i = 0; i < T; i++) {
-        real Di = 0;
-        for (int64_t d = 0; d < hs; d++) {
-            const real qi = q[i * ld + d], gi = dout[i * ldo + d];
-            Qt[i / BQ * hs * BQ + d * BQ + i % BQ] = qi;
-            dOt[i / BQ * hs * BQ + d * BQ + i % BQ] = gi;
-            Qp[i * hsp + d] = qi;
-            Kp[i * hsp + d] = k[i * ld + d];
-            dOp[i * hsp + d] = gi;
-            Di += gi * o[i * ldo + d];
-        }
-        D[i] = Di;
+        D[i] = FT_FN(dot)(dout + i * ldo, o + i * ldo, hs);
         L[i] = lse[i];
     }
+    for (int64_t i = T; i < Tp; i++) D[i] = L[i] = 0;
     for (int64_t j0 = 0; j0 < T; j0 += BK) {
         const int64_t nk = T - j0 < BK ? T - j0 : BK;
         memset(dKb, 0, (size_t)(2 * BK * hsp) * sizeof(real));  // dKb and dVb
@@ -366,11 +449,14 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
             // S^T (nk, BQ) = scale (K_j Q_i^T), then P^T = exp(S^T - lse), 0 where masked
             FT_FN(gemm)(PT, BQ, k + j0 * ld, ld, 1, Qt + i0 * hs, BQ, nk, BQ, hs, NULL, 0, masked,
                         j0 - i0);
+            // (on the diagonal, the whole vectors of masked pairs are skipped here and below:
+            // gemm_band never reads them)
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *p = PT + kk * BQ;
                 const real *Li = L + i0;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-                for (int64_t i = 0; i < BQ; i++) {
+                for (int64_t i = i1; i < BQ; i++) {
                     const real e = EXP(scale * p[i] - Li[i]);
                     p[i] = masked && j0 + kk > i0 + i ? 0 : e;
                 }
@@ -387,8 +473,9 @@ FT_CLONES static void FT_FN(backward_head)(real *dq, real *dk, real *dv, const r
             for (int64_t kk = 0; kk < nk; kk++) {
                 real *g = dST + kk * BQ;
                 const real *p = PT + kk * BQ, *Di = D + i0;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
 #pragma omp simd
-                for (int64_t i = 0; i < BQ; i++) {
+                for (int64_t i = i1; i < BQ; i++) {
                     const real ds = scale * p[i] * (g[i] - Di[i]);
                     g[i] = masked && j0 + kk > i0 + i ? 0 : ds;
                 }
