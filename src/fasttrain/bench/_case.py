@@ -40,7 +40,9 @@ class Case:
     """One kernel at one shape: `setup(names)` builds the contenders' zero-argument calls on the
     same inputs. `contenders`: those a run measures by default (fasttrain's backends, and any
     number of PyTorch variants, each named "torch..."); `extras`: those it measures only when
-    --backends names them. `nbytes`: the bytes a call must move at least (→ share of
+    --backends names them. `api`: the public kernels (fasttrain.kernels.<name>) that the
+    fasttrain contenders call, so the report can say which of them a backend marks as slower
+    than the reference by design (kernels/numba/_slow.py). `nbytes`: the bytes a call must move at least (→ share of
     bandwidth); `flops`: its floating-point operations (→ share of GEMM FLOP/s); `tokens`:
     tokens per call (→ tokens/s, the rate even with `flops`: a model step's FLOPs then give
     only its share of the GEMM rate, the MFU); `self_timed`: see below."""
@@ -53,6 +55,7 @@ class Case:
     flops: int | None = None
     tokens: int | None = None
     extras: list[str] = field(default_factory=list)
+    api: tuple[str, ...] = ()
     # a call that times itself (a fresh process timing its own steps): it returns its seconds
     # per unit, which the harness takes instead of the clock's; one call per sample, no warm-up
     self_timed: bool = False
