@@ -40,12 +40,13 @@ class Case:
     """One kernel at one shape: `setup(names)` builds the contenders' zero-argument calls on the
     same inputs. `contenders`: those a run measures by default (fasttrain's backends, and any
     number of PyTorch variants, each named "torch..."); `extras`: those it measures only when
-    --backends names them. `api`: the public kernels (fasttrain.kernels.<name>) that the
-    fasttrain contenders call, so the report can say which of them a backend marks as slower
-    than the reference by design (kernels/numba/_slow.py). `nbytes`: the bytes a call must move at least (→ share of
+    --backends names them. `nbytes`: the bytes a call must move at least (→ share of
     bandwidth); `flops`: its floating-point operations (→ share of GEMM FLOP/s); `tokens`:
     tokens per call (→ tokens/s, the rate even with `flops`: a model step's FLOPs then give
-    only its share of the GEMM rate, the MFU); `self_timed`: see below."""
+    only its share of the GEMM rate, the MFU); `self_timed`: see below. `api`: the public
+    kernels (fasttrain.kernels.<name>) the fasttrain contenders call, so that the report can
+    give the reason of a backend that marks one as slower than the reference by design
+    (kernels/numba/_slow.py)."""
     kernel: str
     op: str
     shape: str
