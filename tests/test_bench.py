@@ -1,6 +1,7 @@
 """`fasttrain bench`: the command runs (tiny shapes), writes the documented JSON, compares runs,
 reports a missing PyTorch as missing, and refuses bad arguments clearly."""
 import contextlib
+import importlib.util
 import io
 import json
 import sys
@@ -117,6 +118,23 @@ def test_a_slow_mark_needs_its_reason():
 
     with pytest.raises(ValueError, match="needs the reason"):
         slower_than_numpy(" ")
+
+
+def test_interleaved_settings_run_in_their_own_processes():
+    """The settings of `--kernels interleaved` without torch at the tiny shape, each in a fresh
+    process: every kernel timed; and each setting's work between calls (none, a copy, numpy's
+    GEMMs, those and torch's)."""
+    from fasttrain.bench import interleaved
+
+    settings = [s for s in interleaved.SETTINGS if "torch" not in s]
+    for setting in settings:
+        result = interleaved.run_worker(setting, interleaved.TINY[0], 2, True)
+        times = result["times"]
+        assert set(times) == {*interleaved.KERNELS, "gpt chain"}, setting
+        assert all(len(t) == 2 and min(t) > 0 for t in times.values()), setting
+    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1]
+    if importlib.util.find_spec("torch"):
+        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[3:]] == [2, 2]
 
 
 def _result(**ratios):
