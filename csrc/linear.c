@@ -52,7 +52,7 @@ void FT_FN(ft_internal_matmul)(gemm_fn gemm, real *out, const real *A, int a_f, 
     const real one = 1;
     const int64_t blocks = (p + GEMM_ROW_ALIGN - 1) / GEMM_ROW_ALIGN;
     int team = nthreads < blocks ? nthreads : (int)blocks;
-    if ((double)p * (double)q * (double)k < GEMM_TEAM_MIN) team = 1;
+    if ((double)p * (double)q * (double)k <= GEMM_ONE_CALL_MAX) team = 1;
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         int64_t nt = 1, id = 0;

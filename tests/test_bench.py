@@ -1,6 +1,7 @@
 """`fasttrain bench`: the command runs (tiny shapes), writes the documented JSON, compares runs,
 reports a missing PyTorch as missing, and refuses bad arguments clearly."""
 import contextlib
+import importlib.util
 import io
 import json
 import sys
@@ -12,7 +13,8 @@ from fasttrain.bench import gpt_step
 from fasttrain.cli import main
 
 ROW_FIELDS = {"kernel", "op", "shape", "backend", "median_s", "min_s", "max_s", "times_s",
-              "vs_numpy", "vs_torch", "vs_torch_peer", "rate", "rate_unit", "limit", "of_limit"}
+              "vs_numpy", "vs_torch", "vs_torch_peer", "rate", "rate_unit", "limit", "of_limit",
+              "slow_by_design"}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,66 @@ def test_tiny_run_prints_one_table_with_every_backend(tiny_run, torch):
     assert all(r["vs_torch"] is not None for r in c_rows)
 
 
+def test_tiny_run_records_which_twins_are_slow_by_design(tiny_run):
+    """The reason lives once, on the twin (kernels/numba/_slow.py); the run's rows carry it."""
+    from fasttrain.kernels import numba as twins
+
+    result, _, _ = tiny_run
+    why = twins.tanh_forward.slower_than_numpy
+    assert twins.tanh_forward.__doc__.startswith(
+        "Slower than the numpy reference, and meant to stay so: " + why)
+    notes = {(r["kernel"], r["op"], r["backend"]): r["slow_by_design"] for r in result["results"]}
+    assert notes[("elementwise", "tanh forward", "numba")] == f"numba tanh_forward: {why}"
+    assert notes[("crossentropy", "fwd+bwd", "numba")] == (
+        "numba softmax_cross_entropy: " + twins.softmax_cross_entropy.slower_than_numpy)
+    marked = {("elementwise", "tanh forward", "numba"), ("crossentropy", "fwd+bwd", "numba")}
+    for key, note in notes.items():  # the fast twins, c and the reference say nothing
+        assert (note is None) == (key not in marked), (key, note)
+
+
+def test_the_table_gives_the_reason_under_a_slow_twin_once():
+    result = _result(vs_numpy=0.5, vs_torch=0.4, of_limit=0.1)
+    slow = result["results"][0]
+    slow.update(backend="numba", slow_by_design="numba softmax_cross_entropy: no SVML")
+    fast = dict(slow, shape="8x4096", vs_numpy=2.0)  # the same twin, faster than numpy here
+    slower = dict(slow, shape="16x16")
+    old = dict(slow, shape="4x4", backend="c")
+    del old["slow_by_design"]  # a row from a run saved before the field existed
+    result["results"] += [fast, slower, old]
+    lines = bench.table(result).splitlines()
+    rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in lines
+            if line.startswith("| ") and "kernel" not in line}
+    assert rows == {"8x16": "numba [1]", "8x4096": "numba", "16x16": "numba [1]", "4x4": "c"}
+    assert lines[-2:] == ["", "[1] slower than the numpy reference by design: numba "
+                              "softmax_cross_entropy: no SVML"]
+    plain = bench.table(_result(vs_numpy=2.0, vs_torch=1.0, of_limit=0.1))
+    assert "by design" not in plain and plain.splitlines()[-1].startswith("| crossentropy")
+
+
+def test_a_slow_mark_needs_its_reason():
+    from fasttrain.kernels.numba._slow import slower_than_numpy
+
+    with pytest.raises(ValueError, match="needs the reason"):
+        slower_than_numpy(" ")
+
+
+def test_interleaved_settings_run_in_their_own_processes():
+    """The settings of `--kernels interleaved` without torch at the tiny shape, each in a fresh
+    process: every kernel timed; and each setting's work between calls (none, a copy, numpy's
+    GEMMs, those and torch's)."""
+    from fasttrain.bench import interleaved
+
+    settings = [s for s in interleaved.SETTINGS if "torch" not in s]
+    for setting in settings:
+        result = interleaved.run_worker(setting, interleaved.TINY[0], 2, True)
+        times = result["times"]
+        assert set(times) == {*interleaved.KERNELS, "gpt chain"}, setting
+        assert all(len(t) == 2 and min(t) > 0 for t in times.values()), setting
+    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1]
+    if importlib.util.find_spec("torch"):
+        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[3:]] == [2, 2]
+
+
 def _result(**ratios):
     """A crafted run: c's ratios at one shape."""
     return {"schema": bench.SCHEMA, "date": "2026-11-27T00:00:00+00:00", "cpu": "test CPU",
@@ -129,7 +191,7 @@ def test_missing_torch_is_reported_not_an_error(monkeypatch):
     assert not any(r["backend"].startswith("torch") for r in result["results"])
     assert all(r["vs_torch"] is None for r in result["results"])
     assert "missing: torch: PyTorch is not installed" in bench.header(result)
-    head, _, *rows = bench.table(result).splitlines()
+    head, _, *rows = [line for line in bench.table(result).splitlines() if line.startswith("|")]
     column = [c.strip() for c in head.split("|")].index("vs torch")
     assert {row.split("|")[column].strip() for row in rows} == {"-"}
 

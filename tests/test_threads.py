@@ -133,7 +133,7 @@ def test_gemm_team_makes_the_blas_single_threaded_only_during_the_call(restore_t
         pytest.skip("no switchable OpenBLAS behind scipy here")
     fasttrain.set_num_threads(2)
     assert _scipy_blas_threads() == 2
-    assert threads.gemm_team(threads.GEMM_TEAM_MIN - 1) == 1  # small: one call, no switch
+    assert threads.gemm_team(threads.GEMM_ONE_CALL_MAX) == 1  # small: one call, no switch
     assert _scipy_blas_threads() == 2
     assert threads.gemm_team(10**9) == 2 and threads.gemm_team(10**9) == 2  # two callers nest
     assert _scipy_blas_threads() == 1

@@ -187,9 +187,9 @@ def loading_native_libraries():
 # OpenBLAS's own workers: 2 pools on 2 cores again) and then restored: between fasttrain's calls
 # scipy's BLAS keeps the count it had, for the user's scipy.linalg. Calls from several Python
 # threads at once nest: the first one in sets 1, the last one out restores.
-# Small GEMMs (below GEMM_TEAM_MIN multiply-adds) are one call on the calling thread, as
+# Small GEMMs (at most GEMM_ONE_CALL_MAX multiply-adds) are one call on the calling thread, as
 # OpenBLAS itself runs them, and need no switch.
-GEMM_TEAM_MIN = 64 * 64 * 64  # csrc/linear.h's GEMM_TEAM_MIN
+GEMM_ONE_CALL_MAX = 64 * 64 * 64  # csrc/linear.h's GEMM_ONE_CALL_MAX
 
 _gemm_blas: dict | None = None  # {"filepath", "set", "get"} of the BLAS the C GEMMs call
 _gemm_depth = 0   # calls now inside gemm_team
@@ -232,7 +232,7 @@ def gemm_team(macs: int) -> int:
     call on BLAS's own threads, for small GEMMs or a BLAS that cannot be switched). A result
     above 1 must be matched by gemm_team_done() after the call."""
     n = get_num_threads()
-    if n == 1 or macs < GEMM_TEAM_MIN or _gemm_blas is None:
+    if n == 1 or macs <= GEMM_ONE_CALL_MAX or _gemm_blas is None:
         return 1
     global _gemm_depth, _gemm_saved
     with _lock:

@@ -43,7 +43,10 @@ class Case:
     --backends names them. `nbytes`: the bytes a call must move at least (→ share of
     bandwidth); `flops`: its floating-point operations (→ share of GEMM FLOP/s); `tokens`:
     tokens per call (→ tokens/s, the rate even with `flops`: a model step's FLOPs then give
-    only its share of the GEMM rate, the MFU); `self_timed`: see below."""
+    only its share of the GEMM rate, the MFU); `self_timed`: see below. `api`: the public
+    kernels (fasttrain.kernels.<name>) the fasttrain contenders call, so that the report can
+    give the reason of a backend that marks one as slower than the reference by design
+    (kernels/numba/_slow.py)."""
     kernel: str
     op: str
     shape: str
@@ -53,6 +56,7 @@ class Case:
     flops: int | None = None
     tokens: int | None = None
     extras: list[str] = field(default_factory=list)
+    api: tuple[str, ...] = ()
     # a call that times itself (a fresh process timing its own steps): it returns its seconds
     # per unit, which the harness takes instead of the clock's; one call per sample, no warm-up
     self_timed: bool = False

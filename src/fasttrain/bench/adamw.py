@@ -127,5 +127,5 @@ def cases(models, torch_names):
         shape = f"{P:,} params" + (f" in {len(sizes)} tensors" if len(sizes) > 1 else "")
         names = [*FASTTRAIN_BACKENDS, *(["torch", "torch fused"] if torch_names else [])]
         return Case("adamw", "step", shape, names, setup, nbytes=BYTES_PER_PARAM * P,
-                    extras=list(EXTRAS))
+                    extras=list(EXTRAS), api=("adamw_step",))
     return [case(m) for m in models]

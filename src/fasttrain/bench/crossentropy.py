@@ -53,5 +53,5 @@ def cases(shapes, torch_names):
                 calls[name] = call
             return calls
         return Case("crossentropy", "fwd+bwd", f"{N}x{V}", [*FASTTRAIN_BACKENDS, *torch_names],
-                    setup, nbytes=8 * N * V, extras=list(EXTRAS))
+                    setup, nbytes=8 * N * V, extras=list(EXTRAS), api=("softmax_cross_entropy",))
     return [case(*s) for s in shapes]

@@ -65,7 +65,7 @@ def cases(shapes, torch_names):
             return calls
         return Case("elementwise", f"{act} {direction}", label(shape),
                     [*FASTTRAIN_BACKENDS, *torch_names], setup,
-                    nbytes=4 * shape[0] * shape[1] * (inputs + 1))
+                    nbytes=4 * shape[0] * shape[1] * (inputs + 1), api=(f"{act}_{direction}",))
     return [case(a, d, s) for s in shapes for (a, d) in OPS if len(s) == 2 or s[2] == a]
 
 

@@ -53,5 +53,5 @@ def cases(shapes, torch_names):
                 calls[name] = call
             return calls
         return Case("embedding", direction, label((V, E, N)), [*FASTTRAIN_BACKENDS, *torch_names],
-                    setup, nbytes=8 * N * E)
+                    setup, nbytes=8 * N * E, api=(f"embedding_{direction}",))
     return [case(d, *s) for s in shapes for d in ("forward", "backward")]

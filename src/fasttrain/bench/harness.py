@@ -33,6 +33,7 @@ import numpy as np
 
 from fasttrain.bench._case import (
     CONTENDERS,
+    FASTTRAIN_BACKENDS,
     REFERENCE,
     Case,
     base,
@@ -288,6 +289,24 @@ def _paired_ratio(times: dict, other: str, name: str) -> float | None:
     return float(np.median(np.array(times[other]) / np.array(times[name])))
 
 
+def slow_by_design(case: Case, name: str) -> str | None:
+    """Why contender `name` is slower than the reference by design, as its backend's function
+    says (its `slower_than_numpy`, kernels/numba/_slow.py), or None: "numba
+    softmax_cross_entropy: <why>"."""
+    lib = base(name)
+    if lib not in FASTTRAIN_BACKENDS or lib == REFERENCE:
+        return None
+    from fasttrain.kernels._backends import BackendUnavailableError, load
+
+    try:
+        module = load(lib)
+    except BackendUnavailableError:
+        return None
+    notes = [f"{lib} {api}: {why}" for api in case.api
+             if (why := getattr(getattr(module, api, None), "slower_than_numpy", None))]
+    return "; ".join(notes) or None
+
+
 def summarize(case: Case, times: dict, limits: dict) -> list[dict]:
     """The table's rows for one case."""
     torch_names = [n for n in times if n.startswith("torch")]
@@ -301,7 +320,8 @@ def summarize(case: Case, times: dict, limits: dict) -> list[dict]:
                "vs_numpy": _paired_ratio(times, REFERENCE, name),
                "vs_torch": _paired_ratio(times, best_torch, name) if best_torch else None,
                "vs_torch_peer": best_torch,
-               "rate": None, "rate_unit": None, "limit": None, "of_limit": None}
+               "rate": None, "rate_unit": None, "limit": None, "of_limit": None,
+               "slow_by_design": slow_by_design(case, name)}
         if case.nbytes is not None:
             row.update(rate=case.nbytes / med / 1e9, rate_unit="GB/s", limit="bandwidth")
             if limits.get("bandwidth_gbps"):

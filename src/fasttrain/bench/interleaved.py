@@ -4,6 +4,10 @@ numpy's and PyTorch's own work, as a program that uses all three runs it.
 Settings (the contenders), each a fresh process with the same thread count everywhere:
 
     alone             the kernel back to back, nothing else in the rounds (torch not imported)
+    mix memory        rounds of [one thread copying the arrays numpy's GEMMs read (2.25 MB),
+                      kernel]: no pool beside fasttrain's, only the caches refilled and a
+                      core idle between calls, as single-threaded code between kernel calls
+                      leaves them; what a mix below costs beyond this one is the pools'
     mix numpy         rounds of [numpy's GEMMs, kernel]
     mix torch first   rounds of [numpy's GEMMs, torch's ops, kernel], torch imported before
                       fasttrain (its libgomp is then the one loaded)
@@ -22,7 +26,7 @@ linear_forward (C -> 4C) -> gelu_forward -> linear_forward (4C -> C), at N x C.
     fasttrain bench --kernels interleaved [--shapes 2048x256,2048x1024] [--rounds 5]
 
 The shape is the chain's (N, C); the other kernels run at one fixed shape each (KERNELS).
-Named only (DEFAULT = False): about a minute of subprocesses.
+Named only (DEFAULT = False): 3-4 minutes of subprocesses on 2 cores.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ ALIASES = ("mixed", "pools")
 SHAPES = [(2048, 256), (2048, 1024)]  # (N, C) of the gpt chain
 QUICK = SHAPES[:1]
 TINY = [(64, 32)]
-SETTINGS = ("alone", "mix numpy", "mix torch first", "mix torch after")
+SETTINGS = ("alone", "mix memory", "mix numpy", "mix torch first", "mix torch after")
 BLOCK = 9             # rounds per sample
 ROUNDS_PER_RUN = 5    # samples one process gives
 OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
@@ -121,7 +125,8 @@ def _calls(shape, tiny):
 
 
 def _others(setting, tiny):
-    """The work interleaved with each kernel call in `setting`: numpy's GEMMs, then torch's."""
+    """The work interleaved with each kernel call in `setting`: a copy, or numpy's GEMMs then
+    torch's."""
     import numpy as np
 
     if setting == "alone":
@@ -129,6 +134,10 @@ def _others(setting, tiny):
     N, C, OC = (max(2, d // 32) for d in OTHER_SHAPE) if tiny else OTHER_SHAPE
     r = np.random.default_rng(1)
     x, W, dy = (r.standard_normal(s, dtype=np.float32) for s in ((N, C), (OC, C), (N, OC)))
+    if setting == "mix memory":  # one thread reads what numpy_ops reads (x, W, dy), no pool
+        src = np.concatenate([x.ravel(), W.ravel(), dy.ravel()])
+        dst = np.empty_like(src)
+        return [lambda: np.copyto(dst, src)]
 
     def numpy_ops():
         dy @ W, dy.T @ x, dy.sum(0)

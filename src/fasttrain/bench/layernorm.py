@@ -16,6 +16,8 @@ SHAPES = [(2048, 256), (8192, 768)]  # (N, C): a small GPT's B*T x width, GPT-2 
 QUICK = SHAPES[:1]
 TINY = [(16, 24)]
 OPS = {"forward": 2, "backward": 3, "fwd+bwd": 5}  # op: (N, C) arrays moved
+API = {"forward": ("layernorm_forward",), "backward": ("layernorm_backward",),
+       "fwd+bwd": ("layernorm_forward", "layernorm_backward")}  # op: the kernels it calls
 
 
 def cases(shapes, torch_names):
@@ -71,5 +73,6 @@ def cases(shapes, torch_names):
                 calls[name] = call
             return calls
         return Case("layernorm", op, f"{N}x{C}", [*FASTTRAIN_BACKENDS, *torch_names], setup,
-                    nbytes=4 * N * C * OPS[op])
+                    nbytes=4 * N * C * OPS[op],
+                    api=API[op])
     return [case(op, *shape) for shape in shapes for op in OPS]

@@ -81,5 +81,5 @@ def cases(shapes, torch_names):
             return calls
         flops = (2 if direction == "forward" else 4) * N * C * OC
         return Case("linear", direction, f"{N}x{C}x{OC}", [*FASTTRAIN_BACKENDS, *torch_names],
-                    setup, flops=flops, extras=list(EXTRAS))
+                    setup, flops=flops, extras=list(EXTRAS), api=(f"linear_{direction}",))
     return [case(d, *s) for s in shapes for d in ("forward", "backward")]

@@ -78,17 +78,24 @@ def _fmt_mb(mb) -> str:
 
 def table(result: dict) -> str:
     """One Markdown table: kernel, shape, backend, median, min-max, ratios, rate, share (and
-    the extra peak memory, resident and numpy's traced, when the run measured it)."""
+    the extra peak memory, resident and numpy's traced, when the run measured it). A row slower
+    than the reference whose backend says it is so by design (its `slow_by_design`) gets a mark
+    [k] after its backend, and the reason is written once under the table."""
     head = ["kernel", "shape", "backend", "median", "min-max", "vs numpy", "vs torch", "rate",
             "of limit"]
     memory = any("extra_mb" in r for r in result["results"])
     if memory:
         head += ["extra MB", "traced MB"]
     body = []
+    notes: dict[str, int] = {}  # reason: its mark
     for r in result["results"]:
         share = "-" if r["of_limit"] is None else (
             f"{r['of_limit']:.0%} {'BW' if r['limit'] == 'bandwidth' else 'GEMM'}")
-        cells = [f"{r['kernel']} {r['op']}", r["shape"], r["backend"], _fmt_time(r["median_s"]),
+        backend = r["backend"]
+        slow = r["vs_numpy"] is None or r["vs_numpy"] < 1
+        if slow and r.get("slow_by_design"):  # (absent from the JSON of older runs)
+            backend += f" [{notes.setdefault(r['slow_by_design'], len(notes) + 1)}]"
+        cells = [f"{r['kernel']} {r['op']}", r["shape"], backend, _fmt_time(r["median_s"]),
                  _fmt_range(r["min_s"], r["max_s"]), _fmt_ratio(r["vs_numpy"]),
                  _fmt_ratio(r["vs_torch"]), _fmt_rate(r), share]
         if memory:
@@ -99,8 +106,10 @@ def table(result: dict) -> str:
 
     def line(cells):
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    under = [f"[{k}] slower than the numpy reference by design: {why}"
+             for why, k in notes.items()]
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *map(line, body)])
+                      *map(line, body), *(["", *under] if under else [])])
 
 
 RATIOS = ("vs_numpy", "vs_torch", "of_limit")

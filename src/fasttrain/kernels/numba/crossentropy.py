@@ -5,6 +5,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from fasttrain.kernels.numba._slow import slower_than_numpy
 from fasttrain.kernels.numba._threads import use_library_threads
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
@@ -154,15 +155,17 @@ def total(losses, reduction, denom):
     return t / denom if denom > 0 else float("nan")
 
 
+@slower_than_numpy(
+    "at small vocabularies (4096x256): without Intel's SVML (`numba -s`: SVML State False) "
+    "Numba cannot vectorise exp, so each logit costs a scalar libm expf call, and its max and "
+    "sum sweeps keep their float sums in order (no fastmath), unvectorised, while numpy's exp "
+    "over the whole array is vectorised; the C backend (inline vector exp) is the fast one.")
 def softmax_cross_entropy(logits, targets, out, *, ignore_index, reduction, label_smoothing,
                           weight, lse_square_scale, softcap, grad_rows):
-    """Slower than the numpy reference at small vocabularies, and meant to stay so: 0.66x numpy
-    at 4096x256 float32 (8.19 ms against 5.37, `fasttrain bench --kernels crossentropy
-    --quick`, 2026-11-30; 1.2-2.8x numpy at the larger shapes of the README's run). Without
-    Intel's SVML (`numba -s`: SVML State False) Numba cannot vectorise exp, so each logit costs
-    a scalar libm expf call, and it keeps the sweeps' float sums in order (no fastmath), so the
-    max and sum loops are not vectorised either; numpy's exp over the whole array is. The C
-    twin (csrc/crossentropy.c, inline vector exp) is 5-21x numpy. Use the C backend for speed."""
+    """0.66x numpy at 4096x256 float32 (8.19 ms against 5.37, `fasttrain bench --kernels
+    crossentropy --quick`, 2026-11-30); 1.2-2.8x numpy at the larger shapes of the README's
+    run, where numpy's temporaries of the whole (N, V) array cost it more. The C twin
+    (csrc/crossentropy.c) is 5-21x numpy. Use the C backend for speed."""
     # logits (N, V), targets (N,) int64, out (N, V); out may be logits; weight (V,) or None,
     # grad_rows (N,) or None
     N, V = logits.shape

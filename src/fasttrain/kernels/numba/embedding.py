@@ -8,11 +8,17 @@ from fasttrain.kernels.numba._threads import use_library_threads
 
 @njit(cache=True, nogil=True, parallel=True)
 def _forward(out, W, idx):
-    # out (N, E) =, W (V, E), idx (N, K)
+    # out (N, E) =, W (V, E), idx (N, K) with K >= 1. Loops, not row slices: `out[i, :] +=
+    # W[v, :]` made a temporary per row, 3.5x slower (529 against 151 us at V256 E64 N8192).
+    E = W.shape[1]
     for i in prange(idx.shape[0]):
-        out[i, :] = 0
-        for k in range(idx.shape[1]):
-            out[i, :] += W[idx[i, k], :]
+        v = idx[i, 0]
+        for j in range(E):
+            out[i, j] = W[v, j]
+        for k in range(1, idx.shape[1]):
+            v = idx[i, k]
+            for j in range(E):
+                out[i, j] += W[v, j]
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -50,6 +56,9 @@ def embedding_backward(idx, dout, dW, *, accumulate):
 
 def embedding_bag_forward(idx, W, out):
     # idx (N, K) int64, W (V, E), out (N, E)
+    if idx.shape[1] == 0:  # a sum of no rows (_forward reads idx[i, 0])
+        out[...] = 0
+        return out
     use_library_threads()
     _forward(out, W, idx)
     return out
