@@ -169,6 +169,23 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
 # linear + cross-entropy: the head's logits never whole; every gradient computed in the forward
 # (as Liger Kernel's fused linear cross-entropy does), the backward scales them
 
+def _run_linear_cross_entropy(x, weight, target, bias, ce_weight, ignore_index, reduction,
+                              label_smoothing, lse_square_scale, softcap, need_dx, need_db,
+                              grad_rows=None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The kernel on the tensors' memory: loss () or (N,), dx (N, C) or (0,), dW (V, C), db (V,)
+    or (0,), the gradients of the loss (for "none": of sum_i grad_rows[i] * loss_i, grad_rows
+    None meaning all 1)."""
+    loss, dx, dW, db = K.linear_cross_entropy(
+        _np(x), _np(weight), _np(target), None if bias is None else _np(bias),
+        ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+        weight=None if ce_weight is None else _np(ce_weight), lse_square_scale=lse_square_scale,
+        softcap=softcap, grad_rows=None if grad_rows is None else _np(grad_rows),
+        dx=None if need_dx else False, db=None if need_db and bias is not None else False)
+    loss = torch.from_numpy(loss) if reduction == "none" else torch.tensor(loss, dtype=x.dtype)
+    return (loss, _empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
+            _empty(x) if db is None else torch.from_numpy(db))
+
+
 @torch.library.custom_op("fasttrain::linear_cross_entropy", mutates_args=())
 def _linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None,
                           ce_weight: Tensor | None, ignore_index: int, reduction: str,
@@ -176,17 +193,11 @@ def _linear_cross_entropy(x: Tensor, weight: Tensor, target: Tensor, bias: Tenso
                           softcap: float | None, need_dx: bool, need_db: bool
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     # x (N, C), weight (V, C), target (N,), bias (V,) or None, ce_weight (V,) or None
-    # -> loss () or (N,), dx (N, C) or (0,), dW (V, C), db (V,) or (0,): the gradients of the
-    # loss (for "none": of the sum of the row losses)
-    loss, dx, dW, db = K.linear_cross_entropy(
-        _np(x), _np(weight), _np(target), None if bias is None else _np(bias),
-        ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-        weight=None if ce_weight is None else _np(ce_weight), lse_square_scale=lse_square_scale,
-        softcap=softcap, dx=None if need_dx else False,
-        db=None if need_db and bias is not None else False)
-    loss = torch.from_numpy(loss) if reduction == "none" else torch.tensor(loss, dtype=x.dtype)
-    return (loss, _empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
-            _empty(x) if db is None else torch.from_numpy(db))
+    # -> loss () or (N,), dx, dW, db: the gradients of the loss (for "none": of the sum of the
+    # row losses)
+    return _run_linear_cross_entropy(x, weight, target, bias, ce_weight, ignore_index,
+                                     reduction, label_smoothing, lse_square_scale, softcap,
+                                     need_dx, need_db)
 
 
 @_linear_cross_entropy.register_fake
@@ -204,14 +215,10 @@ def _linear_cross_entropy_rows_backward(
         softcap: float | None, need_dx: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
     # reduction="none" under an upstream gradient that differs per row: the gradients of
     # sum_i grad_rows[i] * loss_i, a second pass of the kernel (the forward's were of the sum)
-    _, dx, dW, db = K.linear_cross_entropy(
-        _np(x), _np(weight), _np(target), None if bias is None else _np(bias),
-        ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing,
-        weight=None if ce_weight is None else _np(ce_weight), lse_square_scale=lse_square_scale,
-        softcap=softcap, grad_rows=_np(grad_rows), dx=None if need_dx else False,
-        db=None if need_db and bias is not None else False)
-    return (_empty(x) if dx is None else torch.from_numpy(dx), torch.from_numpy(dW),
-            _empty(x) if db is None else torch.from_numpy(db))
+    _, dx, dW, db = _run_linear_cross_entropy(x, weight, target, bias, ce_weight, ignore_index,
+                                              "none", label_smoothing, lse_square_scale,
+                                              softcap, need_dx, need_db, grad_rows)
+    return dx, dW, db
 
 
 @_linear_cross_entropy_rows_backward.register_fake
