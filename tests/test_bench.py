@@ -100,13 +100,15 @@ def test_the_table_gives_the_reason_under_a_slow_twin_once():
     slow.update(backend="numba", slow_by_design="numba softmax_cross_entropy: no SVML")
     fast = dict(slow, shape="8x4096", vs_numpy=2.0)  # the same twin, faster than numpy here
     slower = dict(slow, shape="16x16")
+    unknown = dict(slow, shape="32x16", vs_numpy=None)  # numpy not in the run: nothing to say
     old = dict(slow, shape="4x4", backend="c")
     del old["slow_by_design"]  # a row from a run saved before the field existed
-    result["results"] += [fast, slower, old]
+    result["results"] += [fast, slower, unknown, old]
     lines = bench.table(result).splitlines()
     rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in lines
             if line.startswith("| ") and "kernel" not in line}
-    assert rows == {"8x16": "numba [1]", "8x4096": "numba", "16x16": "numba [1]", "4x4": "c"}
+    assert rows == {"8x16": "numba [1]", "8x4096": "numba", "16x16": "numba [1]",
+                    "32x16": "numba", "4x4": "c"}
     assert lines[-2:] == ["", "[1] slower than the numpy reference by design: numba "
                               "softmax_cross_entropy: no SVML"]
     plain = bench.table(_result(vs_numpy=2.0, vs_torch=1.0, of_limit=0.1))

@@ -79,8 +79,9 @@ def _fmt_mb(mb) -> str:
 def table(result: dict) -> str:
     """One Markdown table: kernel, shape, backend, median, min-max, ratios, rate, share (and
     the extra peak memory, resident and numpy's traced, when the run measured it). A row slower
-    than the reference whose backend says it is so by design (its `slow_by_design`) gets a mark
-    [k] after its backend, and the reason is written once under the table."""
+    than the reference in this run whose backend says it is so by design (its `slow_by_design`)
+    gets a mark [k] after its backend, and the reason is written once under the table; a row
+    without a numpy time to compare (numpy not run) gets no mark."""
     head = ["kernel", "shape", "backend", "median", "min-max", "vs numpy", "vs torch", "rate",
             "of limit"]
     memory = any("extra_mb" in r for r in result["results"])
@@ -92,7 +93,7 @@ def table(result: dict) -> str:
         share = "-" if r["of_limit"] is None else (
             f"{r['of_limit']:.0%} {'BW' if r['limit'] == 'bandwidth' else 'GEMM'}")
         backend = r["backend"]
-        slow = r["vs_numpy"] is None or r["vs_numpy"] < 1
+        slow = r["vs_numpy"] is not None and r["vs_numpy"] < 1  # measured slower, this run
         if slow and r.get("slow_by_design"):  # (absent from the JSON of older runs)
             backend += f" [{notes.setdefault(r['slow_by_design'], len(notes) + 1)}]"
         cells = [f"{r['kernel']} {r['op']}", r["shape"], backend, _fmt_time(r["median_s"]),
