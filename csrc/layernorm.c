@@ -15,16 +15,18 @@
 // E[x^2] - E[x]^2: that difference cancels catastrophically when |mean| >> std (at mean 1e4,
 // std 1 it leaves no correct digit in float32).
 //
-// Precision. The forward's statistics are summed in double in both builds: in float32 a sum of
-// 4099 floats would lose ~1e-6 of the mean, and (x - mean)^2 overflows float for |x| > 1.8e19.
-// The elementwise sweeps run in `real`, twice the lanes of double and no conversions: y takes
-// the mean as two reals, m_hi + m_lo, so that x - m_hi - m_lo keeps the digits of x - mean even
-// when |mean| >> std; the backward's row sums run in 32 float lanes and its dweight/dbias chunk
-// partials (64 rows) in float, their sum over chunks in double. Measured against the float64
-// reference in float32 (C = 768 and 4099, and with a mean of 1e4): y, rstd and dx within 1e-7
-// of their largest value, dweight and dbias 2e-7; the target is 1e-5. The backward reads the
-// mean and rstd saved by the forward, rounded to `real` as stored, as torch's does. The square
-// root is libm's double sqrt, not real.h's SQRT, for the double variance.
+// Precision. Every sweep runs in `real` (32 float lanes in float32, twice the lanes of double
+// and no conversions), and only the row totals in double. The forward's statistics (row_stats
+// below): a sum of x - x_0, then the corrected two-pass sums of x - m0 and its square, so that
+// the float sums' rounding is relative to the row's spread even when |mean| >> std; a row whose
+// float sums overflow (|x - mean| > 1.8e19) is summed again in double. y takes the mean as two
+// reals, m_hi + m_lo, so that x - m_hi - m_lo keeps the digits of x - mean. The backward's row
+// sums run in 32 float lanes and its dweight/dbias chunk partials (64 rows) in float, their sum
+// over chunks in double. Measured against the float64 reference in float32 (256 rows of C =
+// 256, 768 and 4099, N(0, 2) and N(1e4, 2)): y and rstd within 1.3e-7 of their largest value
+// (the statistics summed in double before: 1e-7), dx 1e-7, dweight and dbias 2e-7; the target
+// is 1e-5. The backward reads the mean and rstd saved by the forward, rounded to `real` as
+// stored, as torch's does. The square root is libm's double sqrt, not real.h's SQRT.
 //
 // In place: y may be x, and dx may be dy. Each element of x (of dy) is read before the same
 // element of y (of dx) is written, in the last sweep over its row; no other sweep writes.
@@ -62,7 +64,7 @@
 // a fixed order at the end: one accumulator waits on the latency of each add (or FMA) in turn.
 // With that and every element in double, the first version of this file was compute-bound at a
 // third of memory speed.
-#define DLANES 16                        // doubles: the forward's mean and variance
+#define DLANES 16                        // doubles: the forward's fallback sweeps
 #if defined(FT_F32)  // reals: the backward's row sums, 128 bytes of them
 #define LANES 32
 #define LANES_IS_32 1
@@ -119,14 +121,77 @@ static inline double FT_FN(row_sum)(const real *x, int64_t C, double shift, int 
     return total + tail;
 }
 
+// The forward's moments in `real` lanes. For one block of LANES elements, with
+// d_k = (x_k - s_hi) - s_lo:  sd (LANES) = (first) or += d,  and if squares  sq (LANES) = or += d^2
+static inline void FT_FN(moment_block)(real sd[LANES], real sq[LANES], const real *x, real s_hi,
+                                       real s_lo, int squares, int first) {
+#pragma omp simd
+    for (int k = 0; k < LANES; k++) {
+        const real d = (x[k] - s_hi) - s_lo;
+        sd[k] = (first ? 0 : sd[k]) + d;
+        if (squares) sq[k] = (first ? 0 : sq[k]) + d * d;
+    }
+}
+
+// *sd = sum_j d_j and (if squares) *sq = sum_j d_j^2 over a row x (C,), d_j = (x_j - s_hi) - s_lo,
+// summed in LANES `real` lanes, their pairwise totals returned in double.
+// (always_inline here and below: GCC left these out of line, compiled once for baseline x86-64,
+// without the AVX2 of the clone that calls them, and the forward was slower than in double.)
+static inline __attribute__((always_inline)) void FT_FN(row_moments)(
+        double *sd, double *sq, const real *x, int64_t C, real s_hi, real s_lo, int squares) {
+    real a[LANES], q[LANES], ta = 0, tq = 0;
+    double A = 0, Q = 0;
+    int64_t j = 0;
+    if (C >= LANES) {
+        FT_FN(moment_block)(a, q, x, s_hi, s_lo, squares, 1);
+        for (j = LANES; j + LANES <= C; j += LANES)
+            FT_FN(moment_block)(a, q, x + j, s_hi, s_lo, squares, 0);
+        A = (double)FT_FN(lanes_total)(a);
+        if (squares) Q = (double)FT_FN(lanes_total)(q);
+    }
+    for (; j < C; j++) {
+        const real d = (x[j] - s_hi) - s_lo;
+        ta += d;
+        tq += d * d;
+    }
+    *sd = A + (double)ta;
+    *sq = squares ? Q + (double)tq : 0;
+}
+
+// A row's mean (*m) and biased variance (returned), in two sweeps of `real` arithmetic (twice
+// the lanes of double and no conversions), accurate when |mean| >> std:
+//   sweep 1 sums d = x - x_0: shifted by one of the row's own values, the sum's rounding is
+//     relative to the row's spread, not to |mean|; m0 = x_0 + sum d / C.
+//   sweep 2 sums e = x - m0 and e^2, m0 taken as two reals m0_hi + m0_lo so that x - m0 keeps its
+//     digits; then mean = m0 + sum e / C and var = sum e^2 / C - (sum e / C)^2: the corrected
+//     two-pass algorithm (Chan, Golub and LeVeque), the correction removing what is left of m0's
+//     rounding (sum e is ~0, so the subtraction cancels nothing).
+// A row whose `real` sums are not finite takes two sweeps in double instead, as the float64
+// reference does: (x - m)^2 overflows float for |x - mean| > 1.8e19 and x - x_0 for |x| > 1.7e38;
+// a row with NaN or inf takes them too and comes out NaN, as before.
+static inline __attribute__((always_inline)) double FT_FN(row_stats)(double *m, const real *x,
+                                                                   int64_t C) {
+    double s, unused, se, se2;
+    FT_FN(row_moments)(&s, &unused, x, C, x[0], 0, 0);
+    const double m0 = (double)x[0] + s / (double)C;
+    const real m0_hi = (real)m0, m0_lo = (real)(m0 - (double)m0_hi);
+    FT_FN(row_moments)(&se, &se2, x, C, m0_hi, m0_lo, 1);
+    if (isfinite(s) && isfinite(se) && isfinite(se2)) {
+        const double e = se / (double)C, var = se2 / (double)C - e * e;
+        *m = m0 + e;
+        return var > 0 ? var : 0;
+    }
+    *m = FT_FN(row_sum)(x, C, 0, 0) / (double)C;
+    return FT_FN(row_sum)(x, C, *m, 1) / (double)C;  // the row still in cache: no cancellation
+}
+
 // One row forward: y (C,) =, *mean =, *rstd =. y may be x.
 FT_CLONES static void FT_FN(ln_forward_row)(real *y, real *mean, real *rstd, const real *x,
                                             const real *restrict w, const real *restrict b,
                                             int64_t C, double eps) {
-    const double m = FT_FN(row_sum)(x, C, 0, 0) / (double)C;
-    // second sweep, the row still in cache: no cancellation
-    const double r = 1.0 / sqrt(FT_FN(row_sum)(x, C, m, 1) / (double)C + eps);
-    // Third sweep in `real`: the mean as two reals, m_hi + m_lo, so that x - m keeps its digits
+    double m;
+    const double r = 1.0 / sqrt(FT_FN(row_stats)(&m, x, C) + eps);
+    // Last sweep in `real`: the mean as two reals, m_hi + m_lo, so that x - m keeps its digits
     // when |mean| >> std (x - m_hi loses none of them; m_lo then carries the rest of the mean).
     const real m_hi = (real)m, m_lo = (real)(m - (double)m_hi), rr = (real)r;
 #pragma omp simd

@@ -125,7 +125,7 @@ def test_matches_reference(backend, threads, dtype, shape, accumulate):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", ["offset+1e4", "scale+1e4", "scale-1e-30", "constant-rows",
-                                  "one-outlier"])
+                                  "one-outlier", "scale+1e30", "near-max"])
 def test_extreme_values(backend, dtype, case):
     # C = 768 (GPT-2 small) and 4099 (odd, past every vector width): the 1e-5 target must hold
     # where float32 sums would lose digits, and the variance must not cancel at a large mean
@@ -141,6 +141,10 @@ def test_extreme_values(backend, dtype, case):
             x[:] = x[:, :1]
         elif case == "one-outlier":
             x[:, 7] = dtype(1e6)
+        elif case == "scale+1e30":
+            x *= dtype(1e30)  # (x - mean)^2 overflows float32: its double sweeps take the row
+        elif case == "near-max":
+            x = np.where(x > 0, 3e38, -3e38).astype(dtype)  # x - x_0 overflows float32 too
         y, mean, rstd = layernorm_forward(x, w, b, backend=backend)
         ry, rmean, rrstd = layernorm_forward(*up(x, w, b), backend="numpy")
         t = tolerances(dtype, x, w, dy, rmean, rrstd)

@@ -1,7 +1,8 @@
-"""Layer normalization in Numba: the twin of csrc/layernorm.c, sweep for sweep (formulas there),
-with the same fixed chunks of rows for dweight and dbias, so that the result is the same bits for
-any thread count. Matches fasttrain.kernels.ref.layernorm. Every sweep runs in double (the C
-kernel runs its elementwise sweeps in float32 for float32 data, for speed): Numba's loops with a
+"""Layer normalization in Numba: the twin of csrc/layernorm.c (formulas there), with the same
+fixed chunks of rows for dweight and dbias, so that the result is the same bits for any thread
+count. Matches fasttrain.kernels.ref.layernorm. Every sweep runs in double, the statistics in the
+plain two sweeps (mean, then the squares about it) of the reference; the C kernel sums float32
+data in float32 lanes (shifted, then a corrected second sweep) for speed: Numba's loops with a
 running sum do not vectorise without fastmath, which we do not use, so float would buy nothing.
 
 error_model="numpy": with eps = 0 a constant row divides by zero, which must give inf (then NaN),
