@@ -15,8 +15,9 @@
 // The algorithm is FlashAttention's (Dao et al. 2022, arXiv:2205.14135; the backward of
 // FlashAttention-2, arXiv:2307.08691), as PyTorch's CPU kernel
 // (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp) does it:
-//   forward, per block of BQ queries: for each block of BK keys, S = scale Q K^T, the running
-//   row max m grows to m', the accumulator O and the running sum l are rescaled by exp(m - m'),
+//   forward, per block of BQ queries (NQB blocks a task, which share each key block's packed V):
+//   for each block of BK keys, S = scale Q K^T, the running row max m grows to m', the
+//   accumulator O and the running sum l are rescaled by exp(m - m'),
 //   then O += exp(S - m') V and l += the row sums; at the end out = O / l, lse = m + log l.
 //   backward, per (b, h): for each key block j, for each query block i at or below it,
 //   P = exp(S - lse) is recomputed and dV_j += P^T dO_i; dP = dO_i V_j^T; dS = P (dP - D_i);
@@ -42,7 +43,7 @@
 // vectors (one zmm) spilled on the AVX2 hosts of this project's machines, 40x slower there; on
 // an AVX-512 host the ymm code loses nothing on Zen 4, which splits zmm work in two anyway.
 //
-// Threads: the forward splits (b, h, query block) tasks, each computed start to end by one
+// Threads: the forward splits (b, h, NQB query blocks) tasks, each computed start to end by one
 // thread; the backward gives each thread whole heads (b, h), whose dq, dk, dv it alone writes,
 // with every sum in a fixed order. Either way every output element is computed by the same
 // operations in the same order for any thread count: the same bits. A (b, h) pair is one task
@@ -60,6 +61,18 @@
 // already runs at the FMA peak from L1), key blocks of 32 or 128, summing dq, dk, dv in place in
 // dqkv or reading q, k, dout there unpacked, software prefetch, the band's triangle inside the
 // 4-row tile (gemm_band).
+// NQB = 4 query blocks a forward task (one copy of each key block's v rows per 4 query blocks
+// instead of per block; at T = 4096 that copy, of rows 3C apart, was ~11% of the forward): the
+// forward ~10-14% faster at T = 4096, ~5% at T = 1024, unchanged at T = 128 (one thread, CPU
+// time, minima of interleaved rounds; NQB = 2 and 8 gained less). At T = 4096 (one thread) the
+// backward is 92% in its products, which run at ~85% of the micro-kernel's L1 speed, exp 4%.
+// Tried later without gain (within the +-4% that the shared machine lets one see, T = 128 to
+// 4096): 2 or 4 key blocks a pass over the query blocks in the backward (each query block's
+// operands read once for them), the backward of few heads split into parts by key blocks (dq
+// summed over the parts after: for balance when the machine's other work delays a thread),
+// packing K and V blocks contiguous for the score products (their rows are 3C apart in qkv),
+// blocks BQ x BK of 128 x 64, 64 x 128, 128 x 128, 32 x 32, prefetching the next head's rows
+// in the backward at T = 128 (5% slower).
 //
 // Not here: argument validation (the Python front), dropout, attention masks other than causal,
 // grouped-query heads, a KV cache. The float64 build runs the same code (for gradient checks).
