@@ -15,8 +15,9 @@
 // The algorithm is FlashAttention's (Dao et al. 2022, arXiv:2205.14135; the backward of
 // FlashAttention-2, arXiv:2307.08691), as PyTorch's CPU kernel
 // (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp) does it:
-//   forward, per block of BQ queries: for each block of BK keys, S = scale Q K^T, the running
-//   row max m grows to m', the accumulator O and the running sum l are rescaled by exp(m - m'),
+//   forward, per block of BQ queries (NQB blocks a task, which share each key block's packed V):
+//   for each block of BK keys, S = scale Q K^T, the running row max m grows to m', the
+//   accumulator O and the running sum l are rescaled by exp(m - m'),
 //   then O += exp(S - m') V and l += the row sums; at the end out = O / l, lse = m + log l.
 //   backward, per (b, h): for each key block j, for each query block i at or below it,
 //   P = exp(S - lse) is recomputed and dV_j += P^T dO_i; dP = dO_i V_j^T; dS = P (dP - D_i);
@@ -42,7 +43,7 @@
 // vectors (one zmm) spilled on the AVX2 hosts of this project's machines, 40x slower there; on
 // an AVX-512 host the ymm code loses nothing on Zen 4, which splits zmm work in two anyway.
 //
-// Threads: the forward splits (b, h, query block) tasks, each computed start to end by one
+// Threads: the forward splits (b, h, NQB query blocks) tasks, each computed start to end by one
 // thread; the backward gives each thread whole heads (b, h), whose dq, dk, dv it alone writes,
 // with every sum in a fixed order. Either way every output element is computed by the same
 // operations in the same order for any thread count: the same bits. A (b, h) pair is one task
@@ -60,6 +61,18 @@
 // already runs at the FMA peak from L1), key blocks of 32 or 128, summing dq, dk, dv in place in
 // dqkv or reading q, k, dout there unpacked, software prefetch, the band's triangle inside the
 // 4-row tile (gemm_band).
+// NQB = 4 query blocks a forward task (one copy of each key block's v rows per 4 query blocks
+// instead of per block; at T = 4096 that copy, of rows 3C apart, was ~11% of the forward): the
+// forward ~10-14% faster at T = 4096, ~5% at T = 1024, unchanged at T = 128 (one thread, CPU
+// time, minima of interleaved rounds; NQB = 2 and 8 gained less). At T = 4096 (one thread) the
+// backward is 92% in its products, which run at ~85% of the micro-kernel's L1 speed, exp 4%.
+// Tried later without gain (within the +-4% that the shared machine lets one see, T = 128 to
+// 4096): 2 or 4 key blocks a pass over the query blocks in the backward (each query block's
+// operands read once for them), the backward of few heads split into parts by key blocks (dq
+// summed over the parts after: for balance when the machine's other work delays a thread),
+// packing K and V blocks contiguous for the score products (their rows are 3C apart in qkv),
+// blocks BQ x BK of 128 x 64, 64 x 128, 128 x 128, 32 x 32, prefetching the next head's rows
+// in the backward at T = 128 (5% slower).
 //
 // Not here: argument validation (the Python front), dropout, attention masks other than causal,
 // grouped-query heads, a KV cache. The float64 build runs the same code (for gradient checks).
@@ -73,6 +86,7 @@
 
 #define BQ 64  // queries per block: the vector dimension of the score tiles (a multiple of VL)
 #define BK 64  // keys per block
+#define NQB 4  // query blocks per task of the forward, sharing each key block's packed v
 #define VBYTES 32
 #define VL ((int64_t)(VBYTES / sizeof(real)))  // reals per vector: 8 float, 4 double
 #define INLINE static inline __attribute__((always_inline))
@@ -287,86 +301,106 @@ INLINE void FT_FN(gemm_band)(real *c, int64_t ldc, const real *a, int64_t ars, i
 
 int64_t FT_FN(ft_attention_work)(int64_t T, int64_t hs, int backward) {
     const int64_t hsp = round_up(hs, VL), Tp = round_up(T, BQ);
-    if (!backward)  // Qt (hs,BQ), ST (BK,BQ), Vb (BK,hsp), O (BQ,hsp), m, l, alpha (BQ)
-        return hs * BQ + BK * BQ + BK * hsp + BQ * hsp + 3 * BQ;
+    if (!backward)  // Qt (NQB,hs,BQ), ST (BK,BQ), Vb (BK,hsp), O (NQB,BQ,hsp), m, l, alpha (NQB,BQ)
+        return NQB * hs * BQ + BK * BQ + BK * hsp + NQB * BQ * hsp + 3 * NQB * BQ;
     // Qt, dOt (Tp/BQ,hs,BQ); Qp, Kp, dOp, dQ (Tp,hsp); dKb, dVb (BK,hsp); PT, dST (BK,BQ);
     // D, L (Tp)
     return 2 * hs * Tp + 4 * Tp * hsp + 2 * BK * hsp + 2 * BK * BQ + 2 * Tp;
 }
 
 // ----------------------------------------------------------------------------------------------
-// forward: one block of nq <= BQ queries [i0, i0 + nq) of one head
-//   o (T,hs) rows ldo apart  =  the block's output rows;  lse (T,)  =  its log-sum-exps
+// forward: one task, the NQB query blocks from query i0 on, up to query iend, of one head
+//   o (T,hs) rows ldo apart  =  the blocks' output rows;  lse (T,)  =  their log-sum-exps
 //   q, k, v (T,hs) rows ld apart (the head's columns of qkv);  work: ft_attention_work(T, hs, 0)
-FT_CLONES static void FT_FN(forward_block)(real *o, int64_t ldo, real *lse, const real *q,
-                                           const real *k, const real *v, int64_t ld, int64_t T,
-                                           int64_t hs, int64_t i0, int64_t nq, int causal,
-                                           real scale, real *work) {
+// Each key block's v rows are packed once for the task's query blocks (and its k rows are read
+// from cache by the second): at T = 4096 the copy was ~11% of the forward with one block a task.
+FT_CLONES static void FT_FN(forward_blocks)(real *o, int64_t ldo, real *lse, const real *q,
+                                            const real *k, const real *v, int64_t ld, int64_t T,
+                                            int64_t hs, int64_t i0, int64_t iend, int causal,
+                                            real scale, real *work) {
     const int64_t hsp = round_up(hs, VL);
-    real *Qt = work;              // (hs, BQ)  q^T, zero past nq
-    real *ST = Qt + hs * BQ;      // (BK, BQ)  scores, then probabilities, transposed
-    real *Vb = ST + BK * BQ;      // (BK, hsp) the key block's v rows, zero past hs
-    real *O = Vb + BK * hsp;      // (BQ, hsp) unnormalised output rows
-    real *m = O + BQ * hsp, *l = m + BQ, *alpha = l + BQ;  // (BQ,) each
+    real *Qt0 = work;                 // (NQB, hs, BQ)  q^T of each query block, zero past iend
+    real *ST = Qt0 + NQB * hs * BQ;   // (BK, BQ)  scores, then probabilities, transposed
+    real *Vb = ST + BK * BQ;          // (BK, hsp) the key block's v rows, zero past hs
+    real *O0 = Vb + BK * hsp;         // (NQB, BQ, hsp) unnormalised output rows
+    real *m0 = O0 + NQB * BQ * hsp;   // (NQB, BQ) running max, sum, rescale factor
+    real *l0 = m0 + NQB * BQ, *alpha0 = l0 + NQB * BQ;
 
-    FT_FN(pack_transposed)(Qt, q + i0 * ld, ld, nq, hs);
-    for (int64_t i = 0; i < BQ; i++) {
-        m[i] = -INFINITY;
-        l[i] = 0;
+    const int64_t nb = (iend - i0 + BQ - 1) / BQ;  // query blocks in this task, <= NQB
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t ib = i0 + b * BQ, nq = iend - ib < BQ ? iend - ib : BQ;
+        FT_FN(pack_transposed)(Qt0 + b * hs * BQ, q + ib * ld, ld, nq, hs);
     }
-    const int64_t kend = causal ? i0 + nq : T;  // the keys past i0 + nq are all masked
+    for (int64_t i = 0; i < NQB * BQ; i++) {
+        m0[i] = -INFINITY;
+        l0[i] = 0;
+    }
+    const int64_t kend = causal ? iend : T;  // the keys past iend are all masked
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = kend - j0 < BK ? kend - j0 : BK;
-        // S^T (nk, BQ) = scale (K_j Q_i^T): scaled after the product, as the reference does
-        // (scale 0 times an overflowed q.k is NaN there too)
-        const int masked = causal && j0 + nk - 1 > i0;  // the block straddles the diagonal
-        FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nk, BQ, hs, NULL, 0, masked, j0 - i0);
-        // in the same sweep, the new running max m' (alpha holds it for now); a NaN score is
-        // skipped here and propagates through exp below
-        // (on the diagonal, the whole vectors of a row before its first query are masked pairs:
-        // skipped here and below, and never read, as gemm_band sums only the pairs that it may)
-        for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
-        for (int64_t kk = 0; kk < nk; kk++) {
-            real *s = ST + kk * BQ;
-            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
-#pragma omp simd
-            for (int64_t i = i1; i < BQ; i++) {
-                const real x = masked && j0 + kk > i0 + i ? -INFINITY : scale * s[i];
-                s[i] = x;
-                alpha[i] = x > alpha[i] ? x : alpha[i];
-            }
-        }
-        // P = exp(S - m'), l = l exp(m - m') + rowsum P
-        real rowsum[BQ];
-        for (int64_t i = 0; i < BQ; i++) rowsum[i] = 0;
-        for (int64_t kk = 0; kk < nk; kk++) {
-            real *s = ST + kk * BQ;
-            const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - i0, BQ) : 0;
-#pragma omp simd
-            for (int64_t i = i1; i < BQ; i++) {
-                s[i] = EXP(s[i] - alpha[i]);
-                rowsum[i] += s[i];
-            }
-        }
-#pragma omp simd
-        for (int64_t i = 0; i < BQ; i++) {
-            const real mi = alpha[i];
-            alpha[i] = EXP(m[i] - mi);  // 0 on the first block (m = -inf)
-            m[i] = mi;
-            l[i] = l[i] * alpha[i] + rowsum[i];
-        }
         // the pad columns of V are zeroed: they feed only O's pad columns, but not as garbage
         FT_FN(copy_rows)(Vb, hsp, v + j0 * ld, ld, nk, hs);
-        // O = diag(alpha) O + P V_j, overwritten by the first block (O starts undefined)
-        if (masked)
-            FT_FN(gemm_band)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0, 1, i0 - j0);
-        else
-            FT_FN(gemm)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nk, alpha, j0 > 0, 0, 0);
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t ib = i0 + b * BQ, nq = iend - ib < BQ ? iend - ib : BQ;
+            if (causal && j0 >= ib + nq) continue;  // this block's keys end before j0
+            const int64_t nkb = causal && ib + nq - j0 < nk ? ib + nq - j0 : nk;
+            real *Qt = Qt0 + b * hs * BQ, *O = O0 + b * BQ * hsp;
+            real *m = m0 + b * BQ, *l = l0 + b * BQ, *alpha = alpha0 + b * BQ;
+            // S^T (nkb, BQ) = scale (K_j Q_b^T): scaled after the product, as the reference
+            // does (scale 0 times an overflowed q.k is NaN there too)
+            const int masked = causal && j0 + nkb - 1 > ib;  // the block straddles the diagonal
+            FT_FN(gemm)(ST, BQ, k + j0 * ld, ld, 1, Qt, BQ, nkb, BQ, hs, NULL, 0, masked, j0 - ib);
+            // in the same sweep, the new running max m' (alpha holds it for now); a NaN score
+            // is skipped here and propagates through exp below
+            // (on the diagonal, the whole vectors of a row before its first query are masked
+            // pairs: skipped here and below, and never read, as gemm_band sums only the pairs
+            // that it may)
+            for (int64_t i = 0; i < BQ; i++) alpha[i] = m[i];
+            for (int64_t kk = 0; kk < nkb; kk++) {
+                real *s = ST + kk * BQ;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - ib, BQ) : 0;
+#pragma omp simd
+                for (int64_t i = i1; i < BQ; i++) {
+                    const real x = masked && j0 + kk > ib + i ? -INFINITY : scale * s[i];
+                    s[i] = x;
+                    alpha[i] = x > alpha[i] ? x : alpha[i];
+                }
+            }
+            // P = exp(S - m'), l = l exp(m - m') + rowsum P
+            real rowsum[BQ];
+            for (int64_t i = 0; i < BQ; i++) rowsum[i] = 0;
+            for (int64_t kk = 0; kk < nkb; kk++) {
+                real *s = ST + kk * BQ;
+                const int64_t i1 = masked ? FT_FN(first_col)(j0 + kk - ib, BQ) : 0;
+#pragma omp simd
+                for (int64_t i = i1; i < BQ; i++) {
+                    s[i] = EXP(s[i] - alpha[i]);
+                    rowsum[i] += s[i];
+                }
+            }
+#pragma omp simd
+            for (int64_t i = 0; i < BQ; i++) {
+                const real mi = alpha[i];
+                alpha[i] = EXP(m[i] - mi);  // 0 on the first block (m = -inf)
+                m[i] = mi;
+                l[i] = l[i] * alpha[i] + rowsum[i];
+            }
+            // O = diag(alpha) O + P V_j, overwritten by the first block (O starts undefined)
+            if (masked)
+                FT_FN(gemm_band)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nkb, alpha, j0 > 0, 1,
+                                 ib - j0);
+            else
+                FT_FN(gemm)(O, hsp, ST, 1, BQ, Vb, hsp, nq, hsp, nkb, alpha, j0 > 0, 0, 0);
+        }
     }
-    for (int64_t i = 0; i < nq; i++) {
-        const real inv = 1 / l[i];
-        for (int64_t d = 0; d < hs; d++) o[(i0 + i) * ldo + d] = O[i * hsp + d] * inv;
-        lse[i0 + i] = m[i] + LOG(l[i]);
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t ib = i0 + b * BQ, nq = iend - ib < BQ ? iend - ib : BQ;
+        const real *O = O0 + b * BQ * hsp, *m = m0 + b * BQ, *l = l0 + b * BQ;
+        for (int64_t i = 0; i < nq; i++) {
+            const real inv = 1 / l[i];
+            for (int64_t d = 0; d < hs; d++) o[(ib + i) * ldo + d] = O[i * hsp + d] * inv;
+            lse[ib + i] = m[i] + LOG(l[i]);
+        }
     }
 }
 
@@ -374,8 +408,8 @@ int FT_FN(ft_attention_forward)(real *out, real *lse, real *work, const real *qk
                                 int64_t T, int64_t C, int64_t NH, int causal, double scale,
                                 int nthreads) {
     // out (B,T,C) =, lse (B,NH,T) =, work (nthreads, ft_attention_work(T, hs, 0)), qkv (B,T,3C)
-    const int64_t hs = C / NH, nqb = (T + BQ - 1) / BQ, BH = B * NH, ntasks = BH * nqb;
-    const int64_t wsize = FT_FN(ft_attention_work)(T, hs, 0);
+    const int64_t hs = C / NH, tq = NQB * BQ, ntq = (T + tq - 1) / tq, BH = B * NH;
+    const int64_t ntasks = BH * ntq, wsize = FT_FN(ft_attention_work)(T, hs, 0);
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && ntasks > 1)
     {
         real *w = work + thread_id() * wsize;
@@ -385,11 +419,11 @@ int FT_FN(ft_attention_forward)(real *out, real *lse, real *work, const real *qk
         // head the last query blocks first: in a causal head they see the most keys
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < ntasks; t++) {
-            const int64_t bh = t / nqb, qb = nqb - 1 - t % nqb, b = bh / NH, h = bh % NH;
+            const int64_t bh = t / ntq, qt = ntq - 1 - t % ntq, b = bh / NH, h = bh % NH;
             const real *x = qkv + b * T * 3 * C + h * hs;  // this head's q columns
-            const int64_t i0 = qb * BQ, nq = T - i0 < BQ ? T - i0 : BQ;
-            FT_FN(forward_block)(out + b * T * C + h * hs, C, lse + bh * T, x, x + C, x + 2 * C,
-                                 3 * C, T, hs, i0, nq, causal, (real)scale, w);
+            const int64_t i0 = qt * tq, iend = T - i0 < tq ? T : i0 + tq;
+            FT_FN(forward_blocks)(out + b * T * C + h * hs, C, lse + bh * T, x, x + C, x + 2 * C,
+                                  3 * C, T, hs, i0, iend, causal, (real)scale, w);
         }
     }
     return 0;
