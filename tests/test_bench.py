@@ -122,8 +122,8 @@ def test_a_slow_mark_needs_its_reason():
 
 def test_interleaved_settings_run_in_their_own_processes():
     """The settings of `--kernels interleaved` without torch at the tiny shape, each in a fresh
-    process: every kernel timed; and each setting's work between calls (none, a copy, numpy's
-    GEMMs, those and torch's)."""
+    process: every kernel timed; and each setting's work between calls (none, a copy, a busy
+    wait, numpy's GEMMs, those and torch's), timed too."""
     from fasttrain.bench import interleaved
 
     settings = [s for s in interleaved.SETTINGS if "torch" not in s]
@@ -132,9 +132,14 @@ def test_interleaved_settings_run_in_their_own_processes():
         times = result["times"]
         assert set(times) == {*interleaved.KERNELS, "gpt chain"}, setting
         assert all(len(t) == 2 and min(t) > 0 for t in times.values()), setting
-    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1]
+        between = result["between_ms"]
+        if setting == "alone":
+            assert between < 0.1, between  # two clock reads, nothing between
+        if setting == "mix idle":  # the busy wait lasts what it says
+            assert between >= interleaved.IDLE_S / 32 * 1e3, between
+    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1, 1]
     if importlib.util.find_spec("torch"):
-        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[3:]] == [2, 2]
+        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[4:]] == [2, 2]
 
 
 def _result(**ratios):

@@ -7,7 +7,11 @@ Settings (the contenders), each a fresh process with the same thread count every
     mix memory        rounds of [one thread copying the arrays numpy's GEMMs read (2.25 MB),
                       kernel]: no pool beside fasttrain's, only the caches refilled and a
                       core idle between calls, as single-threaded code between kernel calls
-                      leaves them; what a mix below costs beyond this one is the pools'
+                      leaves them
+    mix idle          rounds of [the calling thread busy in Python for IDLE_S, kernel]: no
+                      pool, nothing touched, only time away from the kernel, as long as the
+                      numpy and torch work of `mix torch` takes (BETWEEN_MS in the result);
+                      what a mix below costs beyond this one is the pools'
     mix numpy         rounds of [numpy's GEMMs, kernel]
     mix torch first   rounds of [numpy's GEMMs, torch's ops, kernel], torch imported before
                       fasttrain (its libgomp is then the one loaded)
@@ -45,10 +49,13 @@ ALIASES = ("mixed", "pools")
 SHAPES = [(2048, 256), (2048, 1024)]  # (N, C) of the gpt chain
 QUICK = SHAPES[:1]
 TINY = [(64, 32)]
-SETTINGS = ("alone", "mix memory", "mix numpy", "mix torch first", "mix torch after")
+SETTINGS = ("alone", "mix memory", "mix idle", "mix numpy", "mix torch first", "mix torch after")
 BLOCK = 9             # rounds per sample
 ROUNDS_PER_RUN = 5    # samples one process gives
 OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
+# mix idle's time away: `mix torch`'s numpy and torch work between two kernel calls took
+# 5.0-5.4 ms on our 2-core machine (numpy's 1.6-1.7 ms, torch's 3.3-3.7 ms)
+IDLE_S = 0.005
 # kernel: its shape (the full run's; tiny runs shrink every dimension)
 KERNELS = {
     "linear forward": (1024, 256, 256),
@@ -125,8 +132,8 @@ def _calls(shape, tiny):
 
 
 def _others(setting, tiny):
-    """The work interleaved with each kernel call in `setting`: a copy, or numpy's GEMMs then
-    torch's."""
+    """The work interleaved with each kernel call in `setting`: a copy, a busy wait, or numpy's
+    GEMMs then torch's."""
     import numpy as np
 
     if setting == "alone":
@@ -138,6 +145,14 @@ def _others(setting, tiny):
         src = np.concatenate([x.ravel(), W.ravel(), dy.ravel()])
         dst = np.empty_like(src)
         return [lambda: np.copyto(dst, src)]
+    if setting == "mix idle":  # time away only: the calling thread busy, nothing touched
+        seconds = IDLE_S / 32 if tiny else IDLE_S
+
+        def busy():
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return [busy]
 
     def numpy_ops():
         dy @ W, dy.T @ x, dy.sum(0)
@@ -153,8 +168,9 @@ def _others(setting, tiny):
 
 
 def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
-    """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, and the
-    libgomp and BLAS libraries it ran with."""
+    """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, the
+    median time of the work between two calls (ms), and the libgomp and BLAS libraries it ran
+    with."""
     if setting == "mix torch first":
         import torch  # noqa: F401  (before fasttrain: its libgomp is the one loaded)
     import fasttrain
@@ -167,21 +183,24 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
         torch.set_num_threads(threads)
     fasttrain.set_num_threads(threads)
     calls, others = _calls(tuple(shape), tiny), _others(setting, tiny)
-    out = {}
+    out, between = {}, []
     for name, call in calls.items():
         for f in (call, *others, call):
             f()
         rounds = []
         for _ in range(samples * BLOCK):
+            t0 = time.perf_counter()
             for f in others:
                 f()
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             call()
-            rounds.append(time.perf_counter() - t0)
+            rounds.append(time.perf_counter() - t1)
+            between.append(t1 - t0)
         out[name] = [statistics.median(rounds[i:i + BLOCK]) for i in range(0, len(rounds), BLOCK)]
     with open("/proc/self/maps") as f:  # which libgomp: torch's or the system's (threads.py)
         libs = sorted({line.split()[-1] for line in f if "gomp" in line or "openblas" in line})
-    print("RESULT " + json.dumps({"times": out, "libs": libs}), flush=True)
+    print("RESULT " + json.dumps({"times": out, "between_ms": statistics.median(between) * 1e3,
+                                  "libs": libs}), flush=True)
 
 
 def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
