@@ -23,9 +23,10 @@ and torch contenders of the other cases, stay empty here: compare each row with 
 numpy's GEMMs are a linear backward's (dy @ W, dy.T @ x, dy.sum(0) at 1024x256x256, on numpy's
 OpenBLAS); torch's ops are the same three in torch (MKL, on libgomp's threads). The pools these
 bring are what fasttrain/threads.py is about. A round times one call of the kernel; a sample is
-the median of BLOCK rounds; the process does ROUNDS_PER_RUN samples at once and the harness
-takes them one per round. `gpt chain` is a GPT MLP block's order: layernorm_forward ->
-linear_forward (C -> 4C) -> gelu_forward -> linear_forward (4C -> C), at N x C.
+the median of BLOCK rounds; `fasttrain bench` starts one process per setting and round (each
+gives one sample of every kernel), pytest-benchmark one per setting (ROUNDS_PER_RUN samples).
+`gpt chain` is a GPT MLP block's order: layernorm_forward -> linear_forward (C -> 4C) ->
+gelu_forward -> linear_forward (4C -> C), at N x C.
 
     fasttrain bench --kernels interleaved [--shapes 2048x256,2048x1024] [--rounds 5]
 
@@ -39,6 +40,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 from fasttrain.bench._case import Case
@@ -51,7 +53,7 @@ QUICK = SHAPES[:1]
 TINY = [(64, 32)]
 SETTINGS = ("alone", "mix memory", "mix idle", "mix numpy", "mix torch first", "mix torch after")
 BLOCK = 9             # rounds per sample
-ROUNDS_PER_RUN = 5    # samples one process gives
+ROUNDS_PER_RUN = 5    # samples one process gives under pytest-benchmark
 OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
 # mix idle's time away: `mix torch`'s numpy and torch work between two kernel calls took
 # 5.0-5.4 ms on our 2-core machine (numpy's 1.6-1.7 ms, torch's 3.3-3.7 ms)
@@ -167,10 +169,50 @@ def _others(setting, tiny):
     return [numpy_ops, torch_ops]
 
 
-def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
+# Which threads burn CPU while a kernel runs. Linux gives every thread a CPU clock that the
+# other threads of its process can read: clock id ((~tid) << 3) | 6 (MAKE_THREAD_CPUCLOCK(tid,
+# CPUCLOCK_SCHED), linux/include/linux/posix-timers.h), exact even while that thread runs.
+def _threads() -> set:
+    """This process's thread ids (empty where there is no /proc)."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _cpu_ns(tids) -> dict:
+    out = {}
+    for t in tids:
+        try:
+            out[t] = time.clock_gettime_ns(((~t) << 3) | 6)
+        except OSError:  # exited, or not Linux
+            pass
+    return out
+
+
+def _cpu_during(call, others, team) -> dict:
+    """CPU ms per kernel call of the calling thread, the rest of the kernel's OpenMP team
+    (libgomp's workers: torch's ops run on them too) and every other thread (numpy's, scipy's,
+    torch's pools), over BLOCK untimed rounds of the setting (the clock reads cost µs)."""
+    caller, tids = threading.get_native_id(), sorted(_threads())
+    sums = dict.fromkeys(("caller", "team", "other threads"), 0)
+    for _ in range(BLOCK):
+        for f in others:
+            f()
+        before = _cpu_ns(tids)
+        call()
+        after = _cpu_ns(tids)
+        for t in after.keys() & before.keys():
+            group = "caller" if t == caller else "team" if t in team else "other threads"
+            sums[group] += after[t] - before[t]
+    return {group: round(ns / BLOCK / 1e6, 4) for group, ns in sums.items()}
+
+
+def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int) -> None:
     """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, the
-    median time of the work between two calls (ms), and the libgomp and BLAS libraries it ran
-    with."""
+    median time of the work between two calls (ms), if `cpu` the CPU each group of threads
+    spent in a kernel call (_cpu_during, after the timed rounds), and the libgomp and BLAS
+    libraries it ran with."""
     if setting == "mix torch first":
         import torch  # noqa: F401  (before fasttrain: its libgomp is the one loaded)
     import fasttrain
@@ -183,7 +225,11 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
         torch.set_num_threads(threads)
     fasttrain.set_num_threads(threads)
     calls, others = _calls(tuple(shape), tiny), _others(setting, tiny)
-    out, between = {}, []
+    started = _threads()
+    for call in calls.values():
+        call()
+    team = _threads() - started  # the OpenMP workers fasttrain's first calls started
+    out, between, cpu_ms = {}, [], {}
     for name, call in calls.items():
         for f in (call, *others, call):
             f()
@@ -197,19 +243,21 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
             rounds.append(time.perf_counter() - t1)
             between.append(t1 - t0)
         out[name] = [statistics.median(rounds[i:i + BLOCK]) for i in range(0, len(rounds), BLOCK)]
+        if cpu:
+            cpu_ms[name] = _cpu_during(call, others, team)
     with open("/proc/self/maps") as f:  # which libgomp: torch's or the system's (threads.py)
         libs = sorted({line.split()[-1] for line in f if "gomp" in line or "openblas" in line})
     print("RESULT " + json.dumps({"times": out, "between_ms": statistics.median(between) * 1e3,
-                                  "libs": libs}), flush=True)
+                                  "cpu_ms": cpu_ms, "libs": libs}), flush=True)
 
 
-def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
+def run_worker(setting: str, shape, samples: int, tiny: bool, cpu: bool = False) -> dict:
     from fasttrain.threads import get_num_threads
 
     code = ("import sys; from fasttrain.bench.interleaved import worker; worker(sys.argv[1], "
             "[int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
     cmd = [sys.executable, "-c", code, setting, "x".join(map(str, shape)), str(get_num_threads()),
-           str(samples), "1" if tiny else "0"]
+           str(samples), str(int(tiny)), str(int(cpu))]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -219,14 +267,20 @@ def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
 
 def cases(shapes, torch_names):
     settings = [s for s in SETTINGS if torch_names or "torch" not in s]
-    pending: dict = {}  # (setting, shape): {kernel: samples not yet taken}, shared by the cases
+    queued: dict = {}  # (setting, shape, kernel): samples not yet taken, shared by the cases
 
     def sample(setting, shape, kernel):
+        # One sample of every kernel per process: the first case's rounds start the processes
+        # A B C A B C, and the later cases take their samples from those, so that every
+        # setting's samples are spread over the same minutes (a process giving all of a
+        # setting's samples at once met one moment of the shared machine: 2x apart between
+        # settings measured a minute apart, in a run at 20:41 UTC).
         key = (setting, tuple(shape))
-        if not pending.get(key, {}).get(kernel):
+        if not queued.get((*key, kernel)):
             tiny = min(shape) < 128
-            pending[key] = run_worker(setting, shape, 2 if tiny else ROUNDS_PER_RUN, tiny)["times"]
-        return pending[key][kernel].pop(0)
+            for name, times in run_worker(setting, shape, 1, tiny)["times"].items():
+                queued.setdefault((*key, name), []).extend(times)
+        return queued[(*key, kernel)].pop(0)
 
     def case(shape, kernel):
         def setup(names):
@@ -236,3 +290,21 @@ def cases(shapes, torch_names):
     return [case(s, k) for s in shapes for k in ([*KERNELS, "gpt chain"] if s == shapes[0]
                                                  else ["gpt chain"])]
 
+
+
+def main(argv=None) -> None:
+    """python -m fasttrain.bench.interleaved [SETTING ...]: each setting's kernels, with the CPU
+    that each group of threads spent during a call: a pool spinning beside the kernel shows as
+    'other threads' well above its figure in `alone`."""
+    for setting in (argv if argv is not None else sys.argv[1:]) or SETTINGS:
+        r = run_worker(setting, SHAPES[0], ROUNDS_PER_RUN, False, cpu=True)
+        print(f"{setting}: {r['between_ms']:.2f} ms between calls; CPU ms in a call: "
+              "caller, team, other threads")
+        for name, t in r["times"].items():
+            c = r["cpu_ms"][name]
+            print(f"  {name:22s} {statistics.median(t) * 1e3:8.3f} ms   "
+                  f"{c['caller']:7.3f} {c['team']:7.3f} {c['other threads']:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
