@@ -4,7 +4,8 @@ one round per setting (every call is a fresh process timing its own rounds). ext
 kernel's median over the process's samples, its spread (max/min), once `alone` has run in the
 session its median over alone's, and the CPU ms that the calling thread, the rest of its OpenMP
 team and every other thread spent in one call (other threads well above alone's: a pool
-spinning beside the kernel); the setting's time between two calls. Under --benchmark-disable, tiny shapes to prove it runs.
+spinning beside the kernel); the setting's time between two calls. Under --benchmark-disable,
+tiny shapes to prove it runs.
 Interleaved figures (the README's table):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fasttrain bench --kernels interleaved --rounds 5
 """
