@@ -141,6 +141,8 @@ def test_interleaved_settings_run_in_their_own_processes():
         if setting == "mix idle":  # the busy wait lasts what it says
             assert between >= interleaved.IDLE_S / 32 * 1e3, between
     assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1, 1]
+    chain = interleaved.run_worker("alone", interleaved.TINY[0], 1, True, chain_only=True)
+    assert list(chain["times"]) == ["gpt chain"] and len(chain["times"]["gpt chain"]) == 1
 
 
 def test_interleaved_cpu_accounting_sees_a_thread_that_spins_beside_the_kernel():

@@ -208,11 +208,13 @@ def _cpu_during(call, others, team) -> dict:
     return {group: round(ns / BLOCK / 1e6, 4) for group, ns in sums.items()}
 
 
-def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int) -> None:
+def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int,
+           chain_only: int = 0) -> None:
     """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, the
     median time of the work between two calls (ms), if `cpu` the CPU each group of threads
     spent in a kernel call (_cpu_during, after the timed rounds), and the libgomp and BLAS
-    libraries it ran with."""
+    libraries it ran with. `chain_only`: the gpt chain alone (the other kernels' shapes do not
+    change with `shape`)."""
     if setting == "mix torch first":
         import torch  # noqa: F401  (before fasttrain: its libgomp is the one loaded)
     import fasttrain
@@ -225,6 +227,8 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int)
         torch.set_num_threads(threads)
     fasttrain.set_num_threads(threads)
     calls, others = _calls(tuple(shape), tiny), _others(setting, tiny)
+    if chain_only:
+        calls = {"gpt chain": calls["gpt chain"]}
     started = _threads()
     for call in calls.values():
         call()
@@ -251,13 +255,14 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int)
                                   "cpu_ms": cpu_ms, "libs": libs}), flush=True)
 
 
-def run_worker(setting: str, shape, samples: int, tiny: bool, cpu: bool = False) -> dict:
+def run_worker(setting: str, shape, samples: int, tiny: bool, cpu: bool = False,
+               chain_only: bool = False) -> dict:
     from fasttrain.threads import get_num_threads
 
     code = ("import sys; from fasttrain.bench.interleaved import worker; worker(sys.argv[1], "
             "[int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
     cmd = [sys.executable, "-c", code, setting, "x".join(map(str, shape)), str(get_num_threads()),
-           str(samples), str(int(tiny)), str(int(cpu))]
+           str(samples), str(int(tiny)), str(int(cpu)), str(int(chain_only))]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -278,7 +283,9 @@ def cases(shapes, torch_names):
         key = (setting, tuple(shape))
         if not queued.get((*key, kernel)):
             tiny = min(shape) < 128
-            for name, times in run_worker(setting, shape, 1, tiny)["times"].items():
+            chain_only = tuple(shape) != tuple(shapes[0])  # its cases time the chain only
+            for name, times in run_worker(setting, shape, 1, tiny, chain_only=chain_only)[
+                    "times"].items():
                 queued.setdefault((*key, name), []).extend(times)
         return queued[(*key, kernel)].pop(0)
 
