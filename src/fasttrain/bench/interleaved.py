@@ -9,9 +9,9 @@ Settings (the contenders), each a fresh process with the same thread count every
                       core idle between calls, as single-threaded code between kernel calls
                       leaves them
     mix idle          rounds of [the calling thread busy in Python for IDLE_S, kernel]: no
-                      pool, nothing touched, only time away from the kernel, as long as the
-                      numpy and torch work of `mix torch` takes (BETWEEN_MS in the result);
-                      what a mix below costs beyond this one is the pools'
+                      pool, nothing touched, only time away from the kernel, about as long as
+                      the numpy and torch work of `mix torch` takes at least (between_ms in
+                      the result); what a mix below costs beyond this one is the pools'
     mix numpy         rounds of [numpy's GEMMs, kernel]
     mix torch first   rounds of [numpy's GEMMs, torch's ops, kernel], torch imported before
                       fasttrain (its libgomp is then the one loaded)
@@ -31,7 +31,7 @@ gelu_forward -> linear_forward (4C -> C), at N x C.
     fasttrain bench --kernels interleaved [--shapes 2048x256,2048x1024] [--rounds 5]
 
 The shape is the chain's (N, C); the other kernels run at one fixed shape each (KERNELS).
-Named only (DEFAULT = False): 3-4 minutes of subprocesses on 2 cores.
+Named only (DEFAULT = False): 7-8 minutes of subprocesses on 2 cores (one per setting and round).
 """
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ BLOCK = 9             # rounds per sample
 ROUNDS_PER_RUN = 5    # samples one process gives under pytest-benchmark
 OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
 # mix idle's time away: `mix torch`'s numpy and torch work between two kernel calls took
-# 5.0-5.4 ms on our 2-core machine (numpy's 1.6-1.7 ms, torch's 3.3-3.7 ms)
+# 5.0-5.4 ms on our 2-core machine in quiet moments (numpy's 1.6-1.7 ms, torch's 3.3-3.7 ms),
+# up to 54 ms in others (numpy's two OpenBLAS threads both busy for 46-48 ms over GEMMs of
+# 1.6 ms); the worker reports it (between_ms), and 5 ms is the time away's lower end
 IDLE_S = 0.005
 # kernel: its shape (the full run's; tiny runs shrink every dimension)
 KERNELS = {
