@@ -124,19 +124,63 @@ def test_a_slow_mark_needs_its_reason():
 
 def test_interleaved_settings_run_in_their_own_processes():
     """The settings of `--kernels interleaved` without torch at the tiny shape, each in a fresh
-    process: every kernel timed; and each setting's work between calls (none, a copy, numpy's
-    GEMMs, those and torch's)."""
+    process: every kernel timed; and each setting's work between calls (none, a copy, a busy
+    wait, numpy's GEMMs, those and torch's), timed too."""
     from fasttrain.bench import interleaved
 
     settings = [s for s in interleaved.SETTINGS if "torch" not in s]
     for setting in settings:
-        result = interleaved.run_worker(setting, interleaved.TINY[0], 2, True)
+        result = interleaved.run_worker(setting, interleaved.TINY[0], 2, True, cpu=True)
         times = result["times"]
         assert set(times) == {*interleaved.KERNELS, "gpt chain"}, setting
         assert all(len(t) == 2 and min(t) > 0 for t in times.values()), setting
-    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1]
+        assert set(result["cpu_ms"]) == set(times), setting
+        for kernel, cpu in result["cpu_ms"].items():  # the caller ran the call: it spent CPU
+            assert cpu["caller"] > 0 and min(cpu.values()) >= 0, (setting, kernel, cpu)
+        between = result["between_ms"]
+        if setting == "alone":
+            assert between < 0.1, between  # two clock reads, nothing between
+        if setting == "mix idle":  # the busy wait lasts what it says
+            assert between >= interleaved.IDLE_S / 32 * 1e3, between
+    assert [len(interleaved._others(s, True)) for s in settings] == [0, 1, 1, 1]
+    chain = interleaved.run_worker("alone", interleaved.TINY[0], 1, True, chain_only=True)
+    assert list(chain["times"]) == ["gpt chain"] and len(chain["times"]["gpt chain"]) == 1
+
+
+def test_interleaved_cpu_accounting_sees_a_thread_that_spins_beside_the_kernel():
+    """_cpu_during puts the CPU of a thread burning it during the call under 'other threads',
+    and the caller's own under 'caller'."""
+    import hashlib
+    import threading
+    import time
+
+    from fasttrain.bench import interleaved
+
+    if not interleaved._threads():
+        pytest.skip("no /proc/self/task here")
+    stop, data = threading.Event(), bytes(1 << 20)
+
+    def spin():  # hashing releases the GIL: CPU burnt beside the caller, as a BLAS pool's
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+    spinner = threading.Thread(target=spin)
+
+    def call():  # 2 ms of the caller's CPU
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+    spinner.start()
+    try:
+        cpu = interleaved._cpu_during(call, [], team=set())
+    finally:
+        stop.set()
+        spinner.join()
+    assert cpu["team"] == 0
+    assert cpu["caller"] > 0.2 and cpu["other threads"] > 0.2, cpu
+    quiet = interleaved._cpu_during(call, [], team=set())
+    assert quiet["other threads"] < 0.2 * cpu["other threads"], (quiet, cpu)
     if importlib.util.find_spec("torch"):
-        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[3:]] == [2, 2]
+        assert [len(interleaved._others(s, True)) for s in interleaved.SETTINGS[4:]] == [2, 2]
 
 
 def _result(**ratios):

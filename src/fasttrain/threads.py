@@ -179,6 +179,29 @@ def loading_native_libraries():
             _gomp_loaded_by_us = True
 
 
+# What is left beside numpy and PyTorch, and why fasttrain leaves it. Measured per thread
+# (bench/interleaved.py: each thread's CPU clock read around a kernel call; 2 cores):
+# - numpy's OpenBLAS worker spins (yields) for up to 2^28 cycles, about 0.1 s, after each numpy
+#   GEMM, through any torch ops after it and through our next kernel: in rounds of [numpy's
+#   GEMMs, torch's ops, kernel] it burnt 0.34-0.43 ms of CPU during an embedding forward of
+#   0.37-0.47 ms. numpy loads it before fasttrain can set OPENBLAS_THREAD_TIMEOUT, and setting
+#   it to 1 thread would slow the user's numpy: the user's to set (the README says how).
+# - PyTorch starts no thread that runs during our kernels: one pthreadpool worker (asleep),
+#   and its GEMMs (MKL) and reductions run on the libgomp worker that our kernels use. What its
+#   ops cost a kernel is the time they take (4-12 ms in those rounds): the kernel's caches go
+#   cold and its OpenMP worker falls asleep, and a woken worker mostly lands on the caller's
+#   core, so a short region runs on one core (a 2-thread region of 40 µs a thread: both
+#   threads on one CPU in 33-42 of 42 calls after other work, 70-260 µs; back to back, the
+#   worker still spinning, on two CPUs in 200 of 200, 32 µs). A Python busy loop of 5 ms
+#   before each call, no pool at all, slowed the same kernels about as much as torch's ops
+#   (embedding forward 1.5-2.4x against 1.8-2.5x, layernorm 1.1-1.7x against 1.1-1.4x, AdamW
+#   1.2-1.8x against 1.1-1.4x; one process, blocks of rounds interleaved). A longer spin
+#   keeps the worker awake but takes the core that the caller and the other pools need
+#   (GOMP_SPINCOUNT 30,000: AdamW 1.2-7x in those rounds; 300,000: layernorm 1.5-70x); waking
+#   the team before the call won back 5-15%; pinning threads to cores would change threads
+#   that PyTorch and the user share.
+
+
 # GEMMs on fasttrain's OpenMP team.
 #
 # csrc/linear.c splits a GEMM's output rows over an OpenMP team of get_num_threads() threads,

@@ -7,7 +7,11 @@ Settings (the contenders), each a fresh process with the same thread count every
     mix memory        rounds of [one thread copying the arrays numpy's GEMMs read (2.25 MB),
                       kernel]: no pool beside fasttrain's, only the caches refilled and a
                       core idle between calls, as single-threaded code between kernel calls
-                      leaves them; what a mix below costs beyond this one is the pools'
+                      leaves them
+    mix idle          rounds of [the calling thread busy in Python for IDLE_S, kernel]: no
+                      pool, nothing touched, only time away from the kernel, about as long as
+                      the numpy and torch work of `mix torch` takes at least (between_ms in
+                      the result); what a mix below costs beyond this one is the pools'
     mix numpy         rounds of [numpy's GEMMs, kernel]
     mix torch first   rounds of [numpy's GEMMs, torch's ops, kernel], torch imported before
                       fasttrain (its libgomp is then the one loaded)
@@ -19,14 +23,15 @@ and torch contenders of the other cases, stay empty here: compare each row with 
 numpy's GEMMs are a linear backward's (dy @ W, dy.T @ x, dy.sum(0) at 1024x256x256, on numpy's
 OpenBLAS); torch's ops are the same three in torch (MKL, on libgomp's threads). The pools these
 bring are what fasttrain/threads.py is about. A round times one call of the kernel; a sample is
-the median of BLOCK rounds; the process does ROUNDS_PER_RUN samples at once and the harness
-takes them one per round. `gpt chain` is a GPT MLP block's order: layernorm_forward ->
-linear_forward (C -> 4C) -> gelu_forward -> linear_forward (4C -> C), at N x C.
+the median of BLOCK rounds; `fasttrain bench` starts one process per setting and round (each
+gives one sample of every kernel), pytest-benchmark one per setting (ROUNDS_PER_RUN samples).
+`gpt chain` is a GPT MLP block's order: layernorm_forward -> linear_forward (C -> 4C) ->
+gelu_forward -> linear_forward (4C -> C), at N x C.
 
     fasttrain bench --kernels interleaved [--shapes 2048x256,2048x1024] [--rounds 5]
 
 The shape is the chain's (N, C); the other kernels run at one fixed shape each (KERNELS).
-Named only (DEFAULT = False): 3-4 minutes of subprocesses on 2 cores.
+Named only (DEFAULT = False): 7-8 minutes of subprocesses on 2 cores (one per setting and round).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 from fasttrain.bench._case import Case
@@ -45,10 +51,15 @@ ALIASES = ("mixed", "pools")
 SHAPES = [(2048, 256), (2048, 1024)]  # (N, C) of the gpt chain
 QUICK = SHAPES[:1]
 TINY = [(64, 32)]
-SETTINGS = ("alone", "mix memory", "mix numpy", "mix torch first", "mix torch after")
+SETTINGS = ("alone", "mix memory", "mix idle", "mix numpy", "mix torch first", "mix torch after")
 BLOCK = 9             # rounds per sample
-ROUNDS_PER_RUN = 5    # samples one process gives
+ROUNDS_PER_RUN = 5    # samples one process gives under pytest-benchmark
 OTHER_SHAPE = (1024, 256, 256)  # numpy's and torch's GEMMs: a linear backward's
+# mix idle's time away: `mix torch`'s numpy and torch work between two kernel calls took
+# 5.0-5.4 ms on our 2-core machine in quiet moments (numpy's 1.6-1.7 ms, torch's 3.3-3.7 ms),
+# up to 54 ms in others (numpy's two OpenBLAS threads both busy for 46-48 ms over GEMMs of
+# 1.6 ms); the worker reports it (between_ms), and 5 ms is the time away's lower end
+IDLE_S = 0.005
 # kernel: its shape (the full run's; tiny runs shrink every dimension)
 KERNELS = {
     "linear forward": (1024, 256, 256),
@@ -125,8 +136,8 @@ def _calls(shape, tiny):
 
 
 def _others(setting, tiny):
-    """The work interleaved with each kernel call in `setting`: a copy, or numpy's GEMMs then
-    torch's."""
+    """The work interleaved with each kernel call in `setting`: a copy, a busy wait, or numpy's
+    GEMMs then torch's."""
     import numpy as np
 
     if setting == "alone":
@@ -138,6 +149,14 @@ def _others(setting, tiny):
         src = np.concatenate([x.ravel(), W.ravel(), dy.ravel()])
         dst = np.empty_like(src)
         return [lambda: np.copyto(dst, src)]
+    if setting == "mix idle":  # time away only: the calling thread busy, nothing touched
+        seconds = IDLE_S / 32 if tiny else IDLE_S
+
+        def busy():
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return [busy]
 
     def numpy_ops():
         dy @ W, dy.T @ x, dy.sum(0)
@@ -152,9 +171,52 @@ def _others(setting, tiny):
     return [numpy_ops, torch_ops]
 
 
-def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
-    """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, and the
-    libgomp and BLAS libraries it ran with."""
+# Which threads burn CPU while a kernel runs. Linux gives every thread a CPU clock that the
+# other threads of its process can read: clock id ((~tid) << 3) | 6 (MAKE_THREAD_CPUCLOCK(tid,
+# CPUCLOCK_SCHED), linux/include/linux/posix-timers.h), exact even while that thread runs.
+def _threads() -> set:
+    """This process's thread ids (empty where there is no /proc)."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _cpu_ns(tids) -> dict:
+    out = {}
+    for t in tids:
+        try:
+            out[t] = time.clock_gettime_ns(((~t) << 3) | 6)
+        except OSError:  # exited, or not Linux
+            pass
+    return out
+
+
+def _cpu_during(call, others, team) -> dict:
+    """CPU ms per kernel call of the calling thread, the rest of the kernel's OpenMP team
+    (libgomp's workers: torch's ops run on them too) and every other thread (numpy's, scipy's,
+    torch's pools), over BLOCK untimed rounds of the setting (the clock reads cost µs)."""
+    caller, tids = threading.get_native_id(), sorted(_threads())
+    sums = dict.fromkeys(("caller", "team", "other threads"), 0)
+    for _ in range(BLOCK):
+        for f in others:
+            f()
+        before = _cpu_ns(tids)
+        call()
+        after = _cpu_ns(tids)
+        for t in after.keys() & before.keys():
+            group = "caller" if t == caller else "team" if t in team else "other threads"
+            sums[group] += after[t] - before[t]
+    return {group: round(ns / BLOCK / 1e6, 4) for group, ns in sums.items()}
+
+
+def worker(setting: str, shape, threads: int, samples: int, tiny: int, cpu: int,
+           chain_only: int = 0) -> None:
+    """One setting in this fresh process: prints RESULT {kernel: [seconds per sample]}, the
+    median time of the work between two calls (ms), if `cpu` the CPU each group of threads
+    spent in a kernel call (_cpu_during, after the timed rounds), and the libgomp and BLAS
+    libraries it ran with. `chain_only`: the gpt chain alone (the other kernels' shapes do not
+    change with `shape`)."""
     if setting == "mix torch first":
         import torch  # noqa: F401  (before fasttrain: its libgomp is the one loaded)
     import fasttrain
@@ -167,30 +229,42 @@ def worker(setting: str, shape, threads: int, samples: int, tiny: int) -> None:
         torch.set_num_threads(threads)
     fasttrain.set_num_threads(threads)
     calls, others = _calls(tuple(shape), tiny), _others(setting, tiny)
-    out = {}
+    if chain_only:
+        calls = {"gpt chain": calls["gpt chain"]}
+    started = _threads()
+    for call in calls.values():
+        call()
+    team = _threads() - started  # the OpenMP workers fasttrain's first calls started
+    out, between, cpu_ms = {}, [], {}
     for name, call in calls.items():
         for f in (call, *others, call):
             f()
         rounds = []
         for _ in range(samples * BLOCK):
+            t0 = time.perf_counter()
             for f in others:
                 f()
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             call()
-            rounds.append(time.perf_counter() - t0)
+            rounds.append(time.perf_counter() - t1)
+            between.append(t1 - t0)
         out[name] = [statistics.median(rounds[i:i + BLOCK]) for i in range(0, len(rounds), BLOCK)]
+        if cpu:
+            cpu_ms[name] = _cpu_during(call, others, team)
     with open("/proc/self/maps") as f:  # which libgomp: torch's or the system's (threads.py)
         libs = sorted({line.split()[-1] for line in f if "gomp" in line or "openblas" in line})
-    print("RESULT " + json.dumps({"times": out, "libs": libs}), flush=True)
+    print("RESULT " + json.dumps({"times": out, "between_ms": statistics.median(between) * 1e3,
+                                  "cpu_ms": cpu_ms, "libs": libs}), flush=True)
 
 
-def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
+def run_worker(setting: str, shape, samples: int, tiny: bool, cpu: bool = False,
+               chain_only: bool = False) -> dict:
     from fasttrain.threads import get_num_threads
 
     code = ("import sys; from fasttrain.bench.interleaved import worker; worker(sys.argv[1], "
             "[int(d) for d in sys.argv[2].split('x')], *map(int, sys.argv[3:]))")
     cmd = [sys.executable, "-c", code, setting, "x".join(map(str, shape)), str(get_num_threads()),
-           str(samples), "1" if tiny else "0"]
+           str(samples), str(int(tiny)), str(int(cpu)), str(int(chain_only))]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -200,14 +274,22 @@ def run_worker(setting: str, shape, samples: int, tiny: bool) -> dict:
 
 def cases(shapes, torch_names):
     settings = [s for s in SETTINGS if torch_names or "torch" not in s]
-    pending: dict = {}  # (setting, shape): {kernel: samples not yet taken}, shared by the cases
+    queued: dict = {}  # (setting, shape, kernel): samples not yet taken, shared by the cases
 
     def sample(setting, shape, kernel):
+        # One sample of every kernel per process: the first case's rounds start the processes
+        # A B C A B C, and the later cases take their samples from those, so that every
+        # setting's samples are spread over the same minutes (a process giving all of a
+        # setting's samples at once met one moment of the shared machine: 2x apart between
+        # settings measured a minute apart, in a run at 20:41 UTC).
         key = (setting, tuple(shape))
-        if not pending.get(key, {}).get(kernel):
+        if not queued.get((*key, kernel)):
             tiny = min(shape) < 128
-            pending[key] = run_worker(setting, shape, 2 if tiny else ROUNDS_PER_RUN, tiny)["times"]
-        return pending[key][kernel].pop(0)
+            chain_only = tuple(shape) != tuple(shapes[0])  # its cases time the chain only
+            for name, times in run_worker(setting, shape, 1, tiny, chain_only=chain_only)[
+                    "times"].items():
+                queued.setdefault((*key, name), []).extend(times)
+        return queued[(*key, kernel)].pop(0)
 
     def case(shape, kernel):
         def setup(names):
@@ -217,3 +299,21 @@ def cases(shapes, torch_names):
     return [case(s, k) for s in shapes for k in ([*KERNELS, "gpt chain"] if s == shapes[0]
                                                  else ["gpt chain"])]
 
+
+
+def main(argv=None) -> None:
+    """python -m fasttrain.bench.interleaved [SETTING ...]: each setting's kernels, with the CPU
+    that each group of threads spent during a call: a pool spinning beside the kernel shows as
+    'other threads' well above its figure in `alone`."""
+    for setting in (argv if argv is not None else sys.argv[1:]) or SETTINGS:
+        r = run_worker(setting, SHAPES[0], ROUNDS_PER_RUN, False, cpu=True)
+        print(f"{setting}: {r['between_ms']:.2f} ms between calls; CPU ms in a call: "
+              "caller, team, other threads")
+        for name, t in r["times"].items():
+            c = r["cpu_ms"][name]
+            print(f"  {name:22s} {statistics.median(t) * 1e3:8.3f} ms   "
+                  f"{c['caller']:7.3f} {c['team']:7.3f} {c['other threads']:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
