@@ -39,17 +39,20 @@
 // (FT_ERR_NOMEM if that fails, nothing written then), so the C API needs no scratch argument
 // whose size the caller must know.
 //
-// Measured (float32, 2 threads, minima of interleaved runs on the shared 2-core AVX2 machine,
-// 2026-11-30, which other sessions kept busy: its read+write bandwidth read 14-42 GB/s instead
-// of 60): forward + backward at (N, C) = (8192, 768) 2.5 + 2.8 ms, 24 GB/s of minimum traffic;
-// at (2048, 256) 143 + 122 us including the Python fronts. PyTorch 2.13's F.layer_norm takes
-// 2.6 + 4.4 ms and 127 + 181 us: its forward (moments in one Welford sweep, in float, then y) is
-// as fast as this one's three sweeps, its backward 1.5x slower: fwd + bwd 1.2-1.3x ours. A single-thread microbenchmark of
-// the C alone, in L2 at 128 x 768: forward 0.36, backward 0.34 ns per element.
+// Measured (float32, 2 threads, `fasttrain bench --kernels layernorm`, medians of 5 interleaved
+// rounds, 2026-11-30 21:29 UTC, the 2-core AVX2 machine quiet, bandwidth probe 42 GB/s): forward
+// + backward at (N, C) = (8192, 768) 1.89 + 2.65 ms, 61% of the probe for the minimum traffic,
+// at (2048, 256) 196 + 246 us including the Python fronts. PyTorch 2.13's F.layer_norm took
+// 2.2 + 4.05 ms and 170 + 322 us: its forward (moments in one Welford sweep, in float, then y)
+// is level with this one's three sweeps (1.19x at 8192 x 768, 0.79x at 2048 x 256, where the
+// rows fit in cache and a call's fixed costs tell), its backward 1.5x slower. The float32
+// moments (row_stats) made the forward 1.06x (2048 x 256) to 1.2x (128 x 768 and 8192 x 768)
+// faster than double sums, a C driver alternating both builds in one process. A single-thread
+// microbenchmark of the C alone, in L2 at 128 x 768: forward 0.30, backward 0.35 ns per element.
 //
 // Not here: argument validation (the Python front does it before any memory is touched), a
 // residual added before the normalization (a fused "residual + LayerNorm" would save one pass
-// over the (N,C) sum; not built yet), RMSNorm, normalization over more than the last axis.
+// over the (N,C) sum: by estimate 0.1-0.2% of the small GPT step, whose rows fit in cache; not built), RMSNorm, normalization over more than the last axis.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
