@@ -52,7 +52,8 @@
 //
 // Not here: argument validation (the Python front does it before any memory is touched), a
 // residual added before the normalization (a fused "residual + LayerNorm" would save one pass
-// over the (N,C) sum: by estimate 0.1-0.2% of the small GPT step, whose rows fit in cache; not built), RMSNorm, normalization over more than the last axis.
+// over the (N,C) sum: by estimate 0.1-0.2% of the small GPT step, whose rows fit in cache;
+// not built), RMSNorm, normalization over more than the last axis.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
