@@ -147,6 +147,21 @@ def test_interleaved_settings_run_in_their_own_processes():
     assert list(chain["times"]) == ["gpt chain"] and len(chain["times"]["gpt chain"]) == 1
 
 
+def test_interleaved_as_a_script_refuses_an_unknown_setting_without_a_runpy_warning():
+    """`python -m fasttrain.bench.interleaved` (the per-thread CPU of each kernel, as the README
+    shows): a setting it does not know is an error naming the settings, before any work; and
+    importing fasttrain.bench imports no case module, so runpy does not warn that the module
+    was imported before it ran (-W error turns that warning into a failure)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                           "fasttrain.bench.interleaved", "mix nothing"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "unknown setting(s) 'mix nothing'" in done.stderr and "'mix idle'" in done.stderr
+    assert "RuntimeWarning" not in done.stderr, done.stderr
+
+
 def test_interleaved_cpu_accounting_sees_a_thread_that_spins_beside_the_kernel():
     """_cpu_during puts the CPU of a thread burning it during the call under 'other threads',
     and the caller's own under 'caller'."""

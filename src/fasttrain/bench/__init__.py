@@ -44,16 +44,23 @@ from fasttrain.bench.harness import (
 from fasttrain.bench.report import compare, header, plot, table
 from fasttrain.bench.cli import add_arguments, main, parse_backends, parse_kernels  # noqa: E402
 
-KERNEL_NAMES = kernel_names()
 
-# the shape lists by their former names (the case modules hold them)
-_m = case_modules()
-CROSSENTROPY_SHAPES = _m["crossentropy"].SHAPES
-LINEAR_SHAPES = _m["linear"].SHAPES
-ADAMW_MODELS = {k: _m["adamw"].MODELS[k] for k in _m["adamw"].SHAPES}
-EMBEDDING_SHAPES = _m["embedding"].SHAPES
-ELEMENTWISE_SHAPES = _m["elementwise"].SHAPES
-del _m
+
+def __getattr__(name):
+    """KERNEL_NAMES and the shape lists by their former names, read from the case modules on
+    first use: importing this package imports no case module, so that `python -m
+    fasttrain.bench.interleaved` runs without runpy's warning of a module imported twice."""
+    if name == "KERNEL_NAMES":
+        return kernel_names()
+    shapes = {"CROSSENTROPY_SHAPES": "crossentropy", "LINEAR_SHAPES": "linear",
+              "EMBEDDING_SHAPES": "embedding", "ELEMENTWISE_SHAPES": "elementwise"}
+    if name in shapes:
+        return case_modules()[shapes[name]].SHAPES
+    if name == "ADAMW_MODELS":
+        adamw = case_modules()["adamw"]
+        return {k: adamw.MODELS[k] for k in adamw.SHAPES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BLAS_FORCING", "CONTENDERS", "FASTTRAIN_BACKENDS", "KERNEL_NAMES", "MODES", "REFERENCE",

@@ -305,7 +305,12 @@ def main(argv=None) -> None:
     """python -m fasttrain.bench.interleaved [SETTING ...]: each setting's kernels, with the CPU
     that each group of threads spent during a call: a pool spinning beside the kernel shows as
     'other threads' well above its figure in `alone`."""
-    for setting in (argv if argv is not None else sys.argv[1:]) or SETTINGS:
+    settings = (argv if argv is not None else sys.argv[1:]) or SETTINGS
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {', '.join(map(repr, unknown))}; the settings are "
+                         + ", ".join(map(repr, SETTINGS)))
+    for setting in settings:
         r = run_worker(setting, SHAPES[0], ROUNDS_PER_RUN, False, cpu=True)
         print(f"{setting}: {r['between_ms']:.2f} ms between calls; CPU ms in a call: "
               "caller, team, other threads")
